@@ -1,0 +1,76 @@
+"""Gateway settings: read once from the environment (prefix ``GATEWAY_``) and passed explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_UPSTREAM_URL = "https://queue.fal.run"
+
+
+class Settings(BaseSettings):
+    """Every knob the gateway has. Built once by the CLI (or a test) and handed to ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore")
+
+    # Listener
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = Field(
+        default=None, description="Base URL used in status/response/cancel URLs; default: the request's own."
+    )
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    # State
+    redis_url: str | None = Field(default=None, description="redis:// or rediss:// URL; required by `serve`.")
+    redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
+    job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # Upstream (fal)
+    upstream_url: str = DEFAULT_UPSTREAM_URL
+    fal_key: SecretStr | None = None
+    simulator: bool = Field(default=False, description="Use the built-in in-process fal simulator as upstream.")
+    upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    upstream_submit_timeout_seconds: float = Field(default=60.0, gt=0)
+    upstream_max_connections: int = Field(default=100, ge=1)
+    upstream_submit_connect_retries: int = Field(default=2, ge=0, le=5)
+
+    # Admin
+    admin_token: SecretStr | None = None
+
+    # Request handling
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    run_timeout_seconds: float = Field(default=3600.0, gt=0, description="Longest a /run call waits for its job.")
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
+    webhook_allow_private: bool = Field(default=False, description="Allow webhooks to private/loopback addresses.")
+
+    # Job tracker
+    tracker_enabled: bool = Field(default=True, description="Run the job tracker inside `serve`.")
+    tracker_poll_initial_seconds: float = Field(default=0.5, gt=0)
+    tracker_poll_max_seconds: float = Field(default=5.0, gt=0)
+    tracker_poll_backoff: float = Field(default=1.5, ge=1.0)
+    tracker_lease_seconds: float = Field(default=30.0, gt=0)
+    tracker_concurrency: int = Field(default=32, ge=1)
+    tracker_tick_seconds: float = Field(default=0.1, gt=0)
+    tracker_batch_size: int = Field(default=64, ge=1)
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless stderr is a TTY.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE must be set together")
+        if self.tracker_poll_max_seconds < self.tracker_poll_initial_seconds:
+            raise ValueError("GATEWAY_TRACKER_POLL_MAX_SECONDS must be >= GATEWAY_TRACKER_POLL_INITIAL_SECONDS")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None

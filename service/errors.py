@@ -1,0 +1,132 @@
+"""The gateway's error tree and its rendering as fal error bodies (fal-protocol.md §6.1).
+
+fal has two error shapes, and every error the gateway returns uses one of them:
+
+- model / validation errors: ``{"detail": [{"loc": [...], "msg": ..., "type": ...}, ...]}`` (HTTP 422);
+- request errors: ``{"detail": "<message>", "error_type": "<type>"}`` plus the ``X-Fal-Error-Type`` header.
+
+::
+
+    * GatewayError                  request error: status + error_type + message
+      + InvalidRequest (422)        body fails the endpoint schema: fal's detail-list shape
+      + Unauthorized (401)          missing, malformed or unknown key
+      + Forbidden (403)
+      + NotFound (404)              unknown endpoint, unknown request id, another tenant's request id
+      + BadRequest (400)
+      + Conflict (409)
+      + PayloadTooLarge (413)
+      + ServiceUnavailable (503)    the gateway's own state store (Redis) is unreachable
+      + UpstreamError               fal failed or could not be reached
+        - UpstreamUnavailable (502/503)
+        - UpstreamTimeout (504)
+        - UpstreamRejected          fal answered with an error we pass through (status and body as fal sent them)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway turns into an HTTP response."""
+
+    status_code: int = 500
+    error_type: str = "internal_error"
+
+    def __init__(self, message: str, *, error_type: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error_type is not None:
+            self.error_type = error_type
+        self.headers = dict(headers or {})
+
+    def body(self) -> Any:
+        return {"detail": self.message, "error_type": self.error_type}
+
+    def response_headers(self) -> dict[str, str]:
+        return {"X-Fal-Error-Type": self.error_type, **self.headers}
+
+
+class InvalidRequest(GatewayError):
+    """422 with FastAPI's detail list, exactly as a fal app would answer."""
+
+    status_code = 422
+    error_type = "validation_error"
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__("Request validation failed")
+        self.detail = detail
+
+    def body(self) -> Any:
+        return {"detail": self.detail}
+
+    def response_headers(self) -> dict[str, str]:
+        return dict(self.headers)
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    error_type = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    error_type = "forbidden"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class BadRequest(GatewayError):
+    status_code = 400
+    error_type = "bad_request"
+
+
+class Conflict(GatewayError):
+    status_code = 409
+    error_type = "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    error_type = "payload_too_large"
+
+
+class ServiceUnavailable(GatewayError):
+    status_code = 503
+    error_type = "service_unavailable"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    def __init__(self, message: str, *, status_code: int = 502, error_type: str = "upstream_unavailable") -> None:
+        super().__init__(message, error_type=error_type)
+        self.status_code = status_code
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    error_type = "upstream_timeout"
+
+
+class UpstreamRejected(UpstreamError):
+    """fal answered with an error status whose body is passed through as fal sent it."""
+
+    def __init__(self, status_code: int, payload: Any, *, error_type: str | None = None) -> None:
+        message = payload.get("detail") if isinstance(payload, dict) else None
+        super().__init__(str(message) if isinstance(message, str) else f"Upstream returned {status_code}")
+        self.status_code = status_code
+        self.payload = payload
+        self.upstream_error_type = error_type
+
+    def body(self) -> Any:
+        return self.payload
+
+    def response_headers(self) -> dict[str, str]:
+        return {"X-Fal-Error-Type": self.upstream_error_type} if self.upstream_error_type else {}

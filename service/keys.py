@@ -1,0 +1,39 @@
+"""Every Redis key the gateway uses. The only module that formats key strings.
+
+Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lua script touches share a slot):
+
+- ``gw:v1:tenant:{<tid>}``            tenant record (JSON string)
+- ``gw:v1:apikey:{<key_id>}``         API key record (JSON string, holds only a hash of the secret)
+- ``gw:v1:job:{<rid>}``               job record (hash), expires ``job_retention_seconds`` after completion
+- ``gw:v1:tracker:due``               ZSET of request ids, scored by the epoch-ms of their next upstream poll;
+                                      a claimed entry is re-scored to "now + lease" so a dead replica's work returns
+- ``gw:v1:events:job``                pub/sub channel: a request id is published whenever its job record changes
+"""
+
+from __future__ import annotations
+
+PREFIX = "gw:v1"
+
+
+def tenant(tenant_id: str) -> str:
+    return f"{PREFIX}:tenant:{{{tenant_id}}}"
+
+
+def tenant_index() -> str:
+    return f"{PREFIX}:tenants"
+
+
+def api_key(key_id: str) -> str:
+    return f"{PREFIX}:apikey:{{{key_id}}}"
+
+
+def job(request_id: str) -> str:
+    return f"{PREFIX}:job:{{{request_id}}}"
+
+
+def tracker_due() -> str:
+    return f"{PREFIX}:tracker:due"
+
+
+def job_events_channel() -> str:
+    return f"{PREFIX}:events:job"

@@ -1,0 +1,116 @@
+"""Redis key layout: one ``gw:v1:`` namespace, ids wrapped in Redis Cluster hash tags."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import pytest
+
+from service import keys
+
+PREFIX = "gw:v1:"
+
+# Builders that embed an id, with the key they must build for id "abc123".
+ID_KEYS: list[tuple[Callable[[str], str], str]] = [
+    (keys.tenant, "gw:v1:tenant:{abc123}"),
+    (keys.api_key, "gw:v1:apikey:{abc123}"),
+    (keys.job, "gw:v1:job:{abc123}"),
+]
+# Builders of fixed keys.
+FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
+    (keys.tenant_index, "gw:v1:tenants"),
+    (keys.tracker_due, "gw:v1:tracker:due"),
+    (keys.job_events_channel, "gw:v1:events:job"),
+]
+IDS = ["abc123", "t-1", "sgw_abcdefghij0123456789", "req_01HZX:9", "with space", "ümlaut"]
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes: the text between the first ``{`` and the next ``}``, if non-empty."""
+    start = key.find("{")
+    if start == -1:
+        return None
+    end = key.find("}", start + 1)
+    if end in {-1, start + 1}:
+        return None
+    return key[start + 1 : end]
+
+
+def public_builders() -> set[str]:
+    return {
+        name
+        for name, obj in inspect.getmembers(keys, inspect.isfunction)
+        if not name.startswith("_") and obj.__module__ == keys.__name__
+    }
+
+
+def test_every_key_builder_is_covered_by_these_tests() -> None:
+    covered = {f.__name__ for f, _ in ID_KEYS} | {f.__name__ for f, _ in FIXED_KEYS}
+
+    assert public_builders() == covered
+
+
+def test_the_prefix_constant() -> None:
+    assert keys.PREFIX + ":" == PREFIX
+
+
+@pytest.mark.parametrize(("builder", "expected"), ID_KEYS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_id_keys_have_the_exact_layout(builder: Callable[[str], str], expected: str) -> None:
+    assert builder("abc123") == expected
+
+
+@pytest.mark.parametrize("identifier", IDS)
+@pytest.mark.parametrize(("builder", "expected"), ID_KEYS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_id_keys_are_prefixed_and_hash_tag_the_id(
+    builder: Callable[[str], str], expected: str, identifier: str
+) -> None:
+    key = builder(identifier)
+
+    assert key.startswith(PREFIX)
+    assert key.endswith("{" + identifier + "}")
+    assert hash_tag(key) == identifier
+    assert key.count("{") == 1
+
+
+@pytest.mark.parametrize(("builder", "expected"), FIXED_KEYS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_fixed_keys_are_prefixed_and_untagged(builder: Callable[[], str], expected: str) -> None:
+    key = builder()
+
+    assert key == expected
+    assert key.startswith(PREFIX)
+    assert hash_tag(key) is None
+
+
+def test_keys_for_the_same_id_differ_but_share_a_slot() -> None:
+    built = [builder("abc123") for builder, _ in ID_KEYS]
+
+    assert len(set(built)) == len(built)
+    assert {hash_tag(key) for key in built} == {"abc123"}
+
+
+def test_all_fixed_keys_are_distinct_from_each_other_and_from_id_keys() -> None:
+    fixed = [builder() for builder, _ in FIXED_KEYS]
+    with_ids = {builder(identifier) for builder, _ in ID_KEYS for identifier in IDS}
+
+    assert len(set(fixed)) == len(fixed)
+    assert not set(fixed) & with_ids
+
+
+def test_different_ids_give_different_keys() -> None:
+    for builder, _ in ID_KEYS:
+        assert len({builder(identifier) for identifier in IDS}) == len(IDS)
+
+
+@pytest.mark.parametrize(
+    ("key", "tag"),
+    [
+        ("gw:v1:job:{abc}", "abc"),
+        ("{a}{b}", "a"),
+        ("gw:v1:{}:x", None),
+        ("gw:v1:tracker:due", None),
+        ("gw:v1:{open", None),
+    ],
+)
+def test_hash_tag_helper_follows_redis_rules(key: str, tag: str | None) -> None:
+    assert hash_tag(key) == tag

@@ -1,0 +1,88 @@
+"""Fault rules that tests arm on the simulator, and the book that matches and consumes them per call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Op = Literal["submit", "status", "result", "cancel", "job"]
+CallOp = Literal["submit", "status", "result", "cancel"]
+Kind = Literal["http_error", "timeout", "slow", "fail"]
+
+DEFAULT_ERROR_BODY: dict[str, str] = {"detail": "Internal server error", "error_type": "runner_server_error"}
+
+
+class FaultRule(BaseModel):
+    """One fault: what it hits (``op``, optionally one ``endpoint_id``), what it does, and for how many calls.
+
+    - ``http_error``: answer at once with ``status`` and ``body``.
+    - ``timeout`` / ``slow``: do the call's work, then wait ``delay_seconds`` before answering. Both behave the
+      same; the two names say what the test means (a caller-side timeout versus a slow upstream).
+    - ``fail`` (``op="job"`` only): the next submitted jobs run normally but complete with this error.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: Op
+    kind: Kind
+    status: int = Field(default=500, ge=100, le=599)
+    body: Any = None
+    delay_seconds: float = Field(default=0.0, ge=0.0)
+    times: int = Field(default=1, description="How many matching calls it applies to; 0 or negative: forever.")
+    endpoint_id: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_fits_op(self) -> Self:
+        if (self.op == "job") != (self.kind == "fail"):
+            raise ValueError("kind 'fail' is for op 'job', and op 'job' only supports kind 'fail'")
+        return self
+
+    def error_body(self) -> Any:
+        return DEFAULT_ERROR_BODY if self.body is None else self.body
+
+    def error_type(self) -> str:
+        body = self.error_body()
+        if isinstance(body, dict) and isinstance(body.get("error_type"), str):
+            return str(body["error_type"])
+        return "runner_server_error"
+
+    def matches(self, op: Op, endpoint_id: str | None) -> bool:
+        if op != self.op:
+            return False
+        return self.endpoint_id is None or (endpoint_id is not None and self.endpoint_id.strip("/") == endpoint_id)
+
+
+@dataclass(slots=True)
+class _Armed:
+    rule: FaultRule
+    remaining: int | None  # None: applies forever
+
+
+class FaultBook:
+    """Armed rules in the order they were added; the first one matching a call is consumed by it."""
+
+    def __init__(self) -> None:
+        self._armed: list[_Armed] = []
+
+    def add(self, rule: FaultRule) -> None:
+        self._armed.append(_Armed(rule, rule.times if rule.times > 0 else None))
+
+    def clear(self) -> None:
+        self._armed.clear()
+
+    def take(self, op: Op, endpoint_id: str | None) -> FaultRule | None:
+        """The rule that applies to this call, if any, counting the call against its ``times``."""
+        for armed in self._armed:
+            if not armed.rule.matches(op, endpoint_id):
+                continue
+            if armed.remaining is not None:
+                armed.remaining -= 1
+                if armed.remaining == 0:
+                    self._armed.remove(armed)
+            return armed.rule
+        return None
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [{**a.rule.model_dump(mode="json"), "remaining": a.remaining} for a in self._armed]

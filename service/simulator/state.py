@@ -1,0 +1,158 @@
+"""The simulator's mutable world: config, jobs, armed faults and call statistics, on an injectable clock."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.domain.endpoints import Endpoint
+from service.domain.schemas import InvalidInputError, TextToVideoInput, parse_input
+from service.simulator.faults import CallOp, FaultBook, FaultRule
+from service.simulator.jobs import Failure, Job, Phase, Success
+from service.simulator.media import media_name
+
+CALL_OPS: tuple[CallOp, ...] = ("submit", "status", "result", "cancel")
+
+
+class SimulatorConfig(BaseModel):
+    """Knobs of the simulator; the values in force when a job is submitted apply to that job for its whole life."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    queue_seconds: float = Field(default=1.0, ge=0.0)
+    processing_seconds: float = Field(default=4.0, ge=0.0)
+    log_lines: int = Field(default=5, ge=0)
+    fal_key: str | None = Field(
+        default=None, repr=False, description="When set, only `Authorization: Key <fal_key>` is accepted."
+    )
+    media_base_url: str | None = Field(
+        default=None, description="Base URL of output video URLs; default: the base URL of the incoming request."
+    )
+
+    def public_view(self) -> dict[str, Any]:
+        """The config as the unauthenticated control API may show it: the key itself is never echoed."""
+        return {**self.model_dump(mode="json"), "fal_key": None if self.fal_key is None else "***"}
+
+
+class SimulatorState:
+    """Everything the simulator app reads and writes. Tests drive it directly or through the ``/_sim`` API."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._defaults = (config or SimulatorConfig()).model_copy()
+        self.config = self._defaults.model_copy()
+        self.clock = clock
+        # Job timing runs on `clock` (monotonic), but log timestamps are wall times. Anchoring the offset once keeps
+        # each log line's timestamp stable across polls, and a fake clock yields predictable timestamps.
+        self._wall_offset = wall_clock() - clock()
+        self.faults = FaultBook()
+        self._jobs: dict[str, Job] = {}
+        self._calls: dict[str, int] = dict.fromkeys(CALL_OPS, 0)
+        self._seq = itertools.count()
+
+    def configure(self, **fields: Any) -> SimulatorConfig:
+        """Change some config fields; the whole result is validated before anything changes."""
+        self.config = SimulatorConfig.model_validate({**self.config.model_dump(), **fields})
+        return self.config
+
+    def add_fault(self, rule: FaultRule) -> None:
+        self.faults.add(rule)
+
+    def reset(self) -> None:
+        """Forget jobs, faults and statistics, and go back to the config given at construction."""
+        self.config = self._defaults.model_copy()
+        self.faults.clear()
+        self._jobs.clear()
+        self._calls = dict.fromkeys(CALL_OPS, 0)
+
+    def wall_time(self, at: float) -> float:
+        """The wall-clock time (epoch seconds) of an instant on the simulator clock."""
+        return self._wall_offset + at
+
+    def record_call(self, op: CallOp, job: Job | None) -> None:
+        self._calls[op] += 1
+        if job is not None and op in job.calls:
+            job.calls[op] += 1
+
+    def find(self, app: str, request_id: str) -> Job | None:
+        """The job with this id, if it was submitted to an endpoint of ``app`` (``owner/alias``)."""
+        job = self._jobs.get(request_id)
+        return job if job is not None and job.endpoint.app == app else None
+
+    def queue_position(self, job: Job, now: float) -> int:
+        """How many jobs submitted before ``job`` are still waiting in the queue."""
+        return sum(1 for other in self._jobs.values() if other.seq < job.seq and other.phase(now) is Phase.IN_QUEUE)
+
+    def submit(self, endpoint: Endpoint, raw: bytes) -> Job:
+        """Accept a job without judging its body, as fal's queue does: a bad body fails later, at run time."""
+        config = self.config
+        processing_seconds, log_lines = config.processing_seconds, config.log_lines
+        try:
+            data = parse_input(endpoint, raw)
+        except InvalidInputError as exc:
+            outcome: Success | Failure = Failure(
+                422, {"detail": exc.detail}, "Invalid status code: 422", "validation_error"
+            )
+            # The runner rejects the body before generating anything: no processing time, no progress logs.
+            processing_seconds, log_lines = 0.0, 0
+        else:
+            outcome = self._run(endpoint, data)
+        job = Job(
+            id=str(uuid.uuid4()),
+            seq=next(self._seq),
+            endpoint=endpoint,
+            raw_input=_decode(raw),
+            outcome=outcome,
+            submitted_at=self.clock(),
+            queue_seconds=config.queue_seconds,
+            processing_seconds=processing_seconds,
+            log_lines=log_lines,
+            media_base_url=config.media_base_url,
+        )
+        self._jobs[job.id] = job
+        return job
+
+    def _run(self, endpoint: Endpoint, data: TextToVideoInput) -> Success | Failure:
+        """What the model will produce for a valid input; a rejected body never reaches this, nor its faults."""
+        rule = self.faults.take("job", endpoint.id)
+        if rule is not None:
+            return Failure(rule.status, rule.error_body(), f"Invalid status code: {rule.status}", rule.error_type())
+        seed = data.seed if data.seed is not None and data.is_seeded else secrets.randbelow(2**31)
+        return Success(media_name(data.resolution, data.aspect_ratio), seed)
+
+    def stats(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "calls": dict(self._calls),
+            "requests": {
+                job.id: {
+                    "endpoint_id": job.endpoint.id,
+                    "status_calls": job.calls["status"],
+                    "result_calls": job.calls["result"],
+                    "cancel_calls": job.calls["cancel"],
+                    "state": job.phase(now).value,
+                    "input": job.raw_input,
+                }
+                for job in self._jobs.values()
+            },
+        }
+
+
+def _decode(raw: bytes) -> Any:
+    """The submitted body as JSON for the statistics; None when it is not JSON at all."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None

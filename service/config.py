@@ -15,7 +15,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore")
 
-    # Listener
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = Field(
@@ -29,7 +28,7 @@ class Settings(BaseSettings):
     redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
     job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
-    # Upstream (fal)
+    # Upstream
     upstream_url: str = DEFAULT_UPSTREAM_URL
     fal_key: SecretStr | None = None
     simulator: bool = Field(default=False, description="Use the built-in in-process fal simulator as upstream.")

@@ -127,8 +127,15 @@ def parse_input(endpoint: Endpoint, raw: bytes) -> TextToVideoInput:
         pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid encoding"
         raise InvalidInputError(
-            [{"type": "json_invalid", "loc": ["body", pos], "msg": "JSON decode error", "input": {},
-              "ctx": {"error": reason}}]
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", pos],
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": reason},
+                }
+            ]
         ) from None
     return validate_input(endpoint, payload)
 
@@ -140,8 +147,14 @@ def validate_input(endpoint: Endpoint, payload: Any) -> TextToVideoInput:
         raise InvalidInputError([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
     if not isinstance(payload, dict):
         raise InvalidInputError(
-            [{"type": "model_attributes_type", "loc": ["body"],
-              "msg": "Input should be a valid dictionary or object to extract fields from", "input": _jsonable(payload)}]
+            [
+                {
+                    "type": "model_attributes_type",
+                    "loc": ["body"],
+                    "msg": "Input should be a valid dictionary or object to extract fields from",
+                    "input": _jsonable(payload),
+                }
+            ]
         )
     try:
         return model.model_validate(payload)

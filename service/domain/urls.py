@@ -15,7 +15,7 @@ _INTERNAL_HOSTS = frozenset({"localhost", "metadata", "metadata.google.internal"
 _INTERNAL_SUFFIXES = (".localhost", ".internal", ".local")
 
 
-def url_problem(url: str, *, allow_private: bool) -> str | None:
+def url_problem(url: str, *, allow_private: bool) -> str | None:  # noqa: PLR0911 - one reason per check
     """Why ``url`` may not be called, or None when it may."""
     if len(url) > MAX_URL_LENGTH:
         return f"URL is longer than {MAX_URL_LENGTH} characters"

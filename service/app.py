@@ -1,0 +1,199 @@
+"""``create_app(settings, ...)``: wiring only. Clients open in the lifespan and close in its ``finally``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.handlers import asgi
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler, Receive, Scope, Send
+from redis.asyncio import Redis
+
+from service.config import Settings
+from service.health import healthz, metrics_endpoint, readyz
+from service.http import exception_handler, in_process_transport, request_context_middleware
+from service.jobs.controller import QueueController, RunController
+from service.jobs.events import JobEvents
+from service.jobs.service import JobService
+from service.jobs.store import DueSchedule, JobStore
+from service.jobs.tracker import JobTracker
+from service.metrics import Metrics
+from service.redis_client import connect
+from service.tenants.auth import authenticate_tenant
+from service.tenants.controller import AdminController
+from service.tenants.store import Principal, TenantStore
+from service.upstream.fal import FalClient
+
+log = structlog.get_logger(__name__)
+SIMULATOR_MOUNT = "/_simulator"
+
+
+@dataclass(slots=True)
+class Deps:
+    redis: Redis
+    tenants: TenantStore
+    jobs: JobService
+    store: JobStore
+    due: DueSchedule
+    events: JobEvents
+    tracker: JobTracker
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    base_url: str
+    transport: httpx.AsyncBaseTransport | None
+    mount: ControllerRouterHandler | None
+
+
+def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+    serve_api: bool = True,
+) -> Litestar:
+    """Build the gateway. ``redis`` and ``upstream_transport`` are used as given and not closed by the app.
+
+    ``serve_api=False`` builds the worker role: the tracker plus health and metrics, no tenant routes.
+    """
+    metrics = metrics or Metrics()
+    upstream = _upstream(settings, upstream_transport)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        r = redis if redis is not None else connect(settings)
+        http = _http_client(settings, upstream)
+        deps = _build_deps(settings, r, http, metrics, clock)
+        app.state.deps = deps
+        app.state.redis = r
+        stop = asyncio.Event()
+        events_task = asyncio.create_task(deps.events.run())
+        tracker_task = asyncio.create_task(deps.tracker.run(stop)) if settings.tracker_enabled else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if tracker_task is not None:
+                await asyncio.wait({tracker_task}, timeout=10)
+            events_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await events_task
+            await http.aclose()
+            if redis is None:
+                await r.aclose()
+
+    handlers: list[ControllerRouterHandler] = [healthz, readyz, metrics_endpoint]
+    if serve_api:
+        handlers += [QueueController, RunController, AdminController]
+    if upstream.mount is not None:
+        handlers.append(upstream.mount)
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        state=State({"admin_token": settings.admin_token.get_secret_value() if settings.admin_token else None}),
+        dependencies={
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "metrics": Provide(lambda: metrics, sync_to_thread=False),
+            "redis": Provide(_provide_redis, sync_to_thread=False),
+            "tenants": Provide(_provide_tenants, sync_to_thread=False),
+            "jobs": Provide(_provide_jobs, sync_to_thread=False),
+            "principal": Provide(_provide_principal),
+        },
+        middleware=[request_context_middleware(metrics)],
+        exception_handlers={Exception: exception_handler},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="seedance-gateway", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )
+
+
+def _build_deps(
+    settings: Settings, r: Redis, http: httpx.AsyncClient, metrics: Metrics, clock: Callable[[], float]
+) -> Deps:
+    fal = FalClient(
+        http,
+        metrics=metrics,
+        submit_timeout=settings.upstream_submit_timeout_seconds,
+        submit_connect_retries=settings.upstream_submit_connect_retries,
+    )
+    store = JobStore(r, retention_seconds=settings.job_retention_seconds)
+    due = DueSchedule(r)
+    events = JobEvents(r)
+    jobs = JobService(settings=settings, store=store, due=due, fal=fal, events=events, metrics=metrics, clock=clock)
+    tracker = JobTracker(settings=settings, store=store, due=due, fal=fal, metrics=metrics, clock=clock)
+    return Deps(redis=r, tenants=TenantStore(r), jobs=jobs, store=store, due=due, events=events, tracker=tracker)
+
+
+def _http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:
+    key = settings.fal_key.get_secret_value() if settings.fal_key else "simulator"
+    return httpx.AsyncClient(
+        base_url=upstream.base_url,
+        transport=upstream.transport,
+        headers={"Authorization": f"Key {key}", "User-Agent": "seedance-gateway/0.1"},
+        timeout=httpx.Timeout(
+            settings.upstream_read_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=min(20, settings.upstream_max_connections),
+        ),
+        follow_redirects=False,
+    )
+
+
+def _upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> Upstream:
+    """fal itself, a caller-supplied transport, or (``GATEWAY_SIMULATOR``) the built-in simulator in-process."""
+    if transport is not None or not settings.simulator:
+        return Upstream(settings.upstream_url.rstrip("/"), transport, None)
+    from service.simulator.app import SimulatorConfig, SimulatorState, create_simulator_app  # noqa: PLC0415
+
+    sim_app = create_simulator_app(
+        SimulatorState(SimulatorConfig(media_base_url=_public_base(settings) + SIMULATOR_MOUNT))
+    )
+
+    async def simulator_mount(scope: Scope, receive: Receive, send: Send) -> None:
+        await sim_app(scope, receive, send)
+
+    mount = asgi(SIMULATOR_MOUNT, is_mount=True, copy_scope=True, include_in_schema=False)(simulator_mount)
+    return Upstream("http://simulator.invalid", in_process_transport(sim_app), mount)
+
+
+def _public_base(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host  # noqa: S104 - a comparison
+    return f"{'https' if settings.tls_enabled else 'http'}://{host}:{settings.port}"
+
+
+def _provide_redis(state: State) -> Redis:
+    redis: Redis = state.redis
+    return redis
+
+
+def _provide_tenants(state: State) -> TenantStore:
+    deps: Deps = state.deps
+    return deps.tenants
+
+
+def _provide_jobs(state: State) -> JobService:
+    deps: Deps = state.deps
+    return deps.jobs
+
+
+async def _provide_principal(
+    request: Request[Any, Any, Any], tenants: NamedDependency[TenantStore], metrics: NamedDependency[Metrics]
+) -> Principal:
+    return await authenticate_tenant(request, tenants, metrics)

@@ -1,0 +1,103 @@
+"""The ``seedance-gateway`` command: ``serve``, ``worker``, ``simulator`` and ``dev`` (the quick start)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from litestar import Litestar
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.config import Settings
+from service.logging import configure_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seedance-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="Run the gateway (API + job tracker) from GATEWAY_* settings")
+    serve.add_argument(
+        "--simulator", action="store_true", help="Use the built-in fal simulator as upstream (never in production)"
+    )
+    sub.add_parser("worker", help="Run only the job tracker (plus /healthz, /readyz, /metrics)")
+    sim = sub.add_parser("simulator", help="Run the fal queue simulator on its own")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9090)
+    sim.add_argument("--queue-seconds", type=float, default=1.0)
+    sim.add_argument("--processing-seconds", type=float, default=4.0)
+    sim.add_argument("--fal-key", default=None, help="Require exactly this key from callers")
+    sim.add_argument("--media-base-url", default=None)
+    dev = sub.add_parser("dev", help="Quick start: embedded Redis, simulator upstream, TLS and a demo tenant")
+    dev.add_argument("--state-dir", default=".seedance-dev", help="Where the dev CA and certificate are written")
+    dev.add_argument("--no-tls", action="store_true", help="Serve plain HTTP (fal_client needs TLS)")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "simulator":
+            return _simulator(args)
+        if args.command == "dev":
+            from service.devserver import run_dev  # noqa: PLC0415 - dev-only imports stay out of serve
+
+            return run_dev(state_dir=args.state_dir, tls=not args.no_tls)
+        settings = Settings()
+        if args.command == "serve" and args.simulator:
+            settings = settings.model_copy(update={"simulator": True})
+    except ValidationError as exc:
+        print(f"seedance-gateway: invalid configuration:\n{exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    problem = _serve_problem(settings)
+    if problem:
+        print(f"seedance-gateway: {problem}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging(settings)
+    worker = args.command == "worker"
+    if worker:
+        settings = settings.model_copy(update={"tracker_enabled": True})
+    run_server(create_app(settings, serve_api=not worker), settings)
+    return 0
+
+
+def _serve_problem(settings: Settings) -> str | None:
+    if not settings.redis_url:
+        return "GATEWAY_REDIS_URL is required"
+    if not settings.simulator and settings.fal_key is None:
+        return (
+            "GATEWAY_FAL_KEY is required; to run against the built-in simulator instead, choose it explicitly "
+            "with --simulator or GATEWAY_SIMULATOR=true"
+        )
+    return None
+
+
+def run_server(app: Litestar, settings: Settings) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=15,
+    )
+    uvicorn.Server(config).run()
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from service.simulator.app import SimulatorConfig, serve_simulator  # noqa: PLC0415
+
+    config = SimulatorConfig(
+        queue_seconds=args.queue_seconds,
+        processing_seconds=args.processing_seconds,
+        fal_key=args.fal_key,
+        media_base_url=args.media_base_url,
+    )
+    serve_simulator(args.host, args.port, config)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""HTTP plumbing shared by every route: the ``x-fal-request-id`` header, one log line per request, and the
+mapping of every exception to a fal-shaped error body (fal-protocol.md §6.1, §12 item 7)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, cast
+
+import httpx
+import structlog
+from litestar import Request, Response
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.exceptions import RedisError
+
+from service.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from service.metrics import Metrics
+
+log = structlog.get_logger("service.http")
+
+
+def request_context_middleware(metrics: Metrics) -> Any:
+    """Middleware factory: adds ``x-fal-request-id`` to every response and logs one line per request.
+
+    The id is the gateway request id once a handler has assigned one (``request.state.fal_request_id``), else a
+    fresh one, so every response (401, 404, 422 included) carries an id that also appears in the logs.
+    """
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            fallback_id = str(uuid.uuid4())
+            status = {"code": 500}
+            structlog.contextvars.clear_contextvars()
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                    headers = MutableScopeHeaders.from_message(message)
+                    if "x-fal-request-id" not in headers:
+                        state = scope.get("state", {})
+                        headers["x-fal-request-id"] = state.get("fal_request_id", fallback_id)
+                await send(message)
+
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                route = _route_of(scope)
+                method = str(scope.get("method", ""))
+                elapsed = time.perf_counter() - started
+                metrics.http_requests.labels(
+                    method=method, route=route, status_class=f"{status['code'] // 100}xx"
+                ).inc()
+                metrics.http_duration.labels(route=route).observe(elapsed)
+                state = scope.get("state", {})
+                log.info(
+                    "http_request",
+                    method=method,
+                    route=route,
+                    status=status["code"],
+                    duration_ms=round(elapsed * 1000, 1),
+                    tenant_id=state.get("tenant_id"),
+                    request_id=state.get("fal_request_id", fallback_id),
+                )
+
+        return handle
+
+    return middleware
+
+
+def _route_of(scope: Scope) -> str:
+    template = scope.get("path_template")
+    return str(template) if template else "unmatched"
+
+
+def to_gateway_error(exc: Exception) -> GatewayError:  # noqa: PLR0911 - one branch per exception family
+    """Translate any exception into the gateway error it should be answered with."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, RedisError):
+        return ServiceUnavailable(
+            "The gateway's state store (Redis) is unavailable; nothing was sent upstream",
+            error_type="state_store_unavailable",
+        )
+    if isinstance(exc, ValidationException):
+        return InvalidRequest(_litestar_validation_detail(exc))
+    if isinstance(exc, NotFoundException):
+        return NotFound("Not found")
+    if isinstance(exc, HTTPException):
+        if exc.status_code == 413:
+            return PayloadTooLarge("Request body is too large")
+        error = GatewayError(exc.detail, error_type=_http_error_type(exc.status_code))
+        error.status_code = exc.status_code
+        return error
+    return GatewayError("Internal server error", error_type="internal_error")
+
+
+def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    error = to_gateway_error(exc)
+    if error.status_code >= 500 and not isinstance(exc, GatewayError):
+        log.error("unhandled_exception", error=type(exc).__name__, exc_info=not isinstance(exc, RedisError))
+    # Unmatched routes never reach the middleware, so the id is set here too (the middleware keeps it).
+    state = request.scope.get("state", {})
+    request_id = state.get("fal_request_id") or str(uuid.uuid4())
+    return Response(
+        content=error.body(),
+        status_code=error.status_code,
+        media_type="application/json",
+        headers={"x-fal-request-id": request_id, **error.response_headers()},
+    )
+
+
+def _litestar_validation_detail(exc: ValidationException) -> list[dict[str, Any]]:
+    entries = exc.extra if isinstance(exc.extra, list) else []
+    detail = [
+        {
+            "type": "value_error",
+            "loc": [str(e.get("source", "body")), *([e["key"]] if e.get("key") else [])],
+            "msg": str(e.get("message", "Invalid value")),
+        }
+        for e in entries
+        if isinstance(e, dict)
+    ]
+    return detail or [{"type": "value_error", "loc": ["body"], "msg": str(exc.detail)}]
+
+
+def _http_error_type(status_code: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        405: "method_not_allowed",
+        429: "rate_limited",
+    }.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
+
+
+def in_process_transport(app: Any) -> httpx.AsyncBaseTransport:
+    """An httpx transport that calls an ASGI app in-process (Litestar's ASGI types are narrower than httpx's)."""
+    return httpx.ASGITransport(app=cast("Any", app))

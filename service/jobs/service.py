@@ -1,0 +1,216 @@
+"""The request lifecycle: admit -> record -> submit upstream -> answer status, result, cancel and run from Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from service.config import Settings
+from service.domain.endpoints import Endpoint, app_of, find_endpoint
+from service.domain.jobs import Job, JobMode, JobState, Outcome
+from service.domain.schemas import InvalidInputError, normalized_input, parse_input
+from service.domain.urls import url_problem
+from service.errors import BadRequest, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
+from service.jobs.events import JobEvents, watch_job
+from service.jobs.store import DueSchedule, JobStore
+from service.metrics import Metrics
+from service.tenants.store import Principal
+from service.upstream.fal import FalClient, RequestNotSent
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultResponse:
+    status_code: int
+    body: Any
+    headers: dict[str, str]
+
+
+class JobService:
+    def __init__(  # noqa: PLR0913 - the service's collaborators, all explicit
+        self,
+        *,
+        settings: Settings,
+        store: JobStore,
+        due: DueSchedule,
+        fal: FalClient,
+        events: JobEvents,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._due = due
+        self._fal = fal
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        endpoint = find_endpoint(endpoint_id)
+        if endpoint is None:
+            self._metrics.requests_rejected.labels(reason="unknown_endpoint").inc()
+            raise NotFound(f"Application '{endpoint_id}' not found", error_type="application_not_found")
+        return endpoint
+
+    def validate(self, endpoint: Endpoint, raw: bytes, *, webhook_url: str | None) -> dict[str, Any]:
+        """Validate body and webhook exactly as fal would, before anything is stored or sent."""
+        try:
+            data = normalized_input(parse_input(endpoint, raw))
+        except InvalidInputError as exc:
+            self._metrics.requests_rejected.labels(reason="invalid_input").inc()
+            raise InvalidRequest(exc.detail) from None
+        if webhook_url is not None:
+            problem = url_problem(webhook_url, allow_private=self._settings.webhook_allow_private)
+            if problem:
+                self._metrics.requests_rejected.labels(reason="invalid_webhook").inc()
+                raise InvalidRequest(
+                    [{"type": "url_rejected", "loc": ["query", "fal_webhook"], "msg": problem, "input": webhook_url}]
+                )
+        return data
+
+    async def submit(  # noqa: PLR0913 - mirrors fal's submit: endpoint, body, webhook, headers, query
+        self,
+        principal: Principal,
+        endpoint: Endpoint,
+        data: dict[str, Any],
+        *,
+        mode: JobMode,
+        webhook_url: str | None = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Job:
+        """Record the job, then submit it upstream. Errors that prove fal never accepted it are raised."""
+        now = self._clock()
+        job = Job(
+            request_id=str(uuid.uuid4()),
+            tenant_id=principal.tenant_id,
+            endpoint_id=endpoint.id,
+            mode=mode,
+            input=data,
+            created_at=now,
+            webhook_url=webhook_url,
+        )
+        # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
+        await self._due.schedule(job.request_id, self._ms(now + self._submit_grace()))
+        await self._store.create(job)
+        structlog.contextvars.bind_contextvars(request_id=job.request_id)
+        try:
+            submitted = await self._fal.submit(endpoint, data, headers=headers or {}, query=query or {})
+        except UpstreamError as exc:
+            await self._fail_submit(job, exc)
+            raise
+        job.state, job.upstream_id, job.queue_position = (
+            JobState.IN_QUEUE,
+            submitted.upstream_id,
+            submitted.queue_position,
+        )
+        applied = await self._store.update(
+            job.request_id, state=job.state, upstream_id=job.upstream_id, queue_position=job.queue_position
+        )
+        await self._due.schedule(job.request_id, self._ms(self._clock() + self._settings.tracker_poll_initial_seconds))
+        self._metrics.jobs_submitted.labels(endpoint=endpoint.id, mode=mode.value).inc()
+        log.info("job_submitted", endpoint=endpoint.id, mode=mode.value, tenant_id=principal.tenant_id)
+        if not applied:  # cancelled (or otherwise finished) while the submit was in flight
+            await self._fal.cancel(endpoint, submitted.upstream_id)
+        return job
+
+    async def get(self, principal: Principal, app: str, request_id: str) -> Job:
+        """The tenant's own job. Another tenant's id is indistinguishable from an unknown one."""
+        job = await self._store.get(request_id) if _plausible_id(request_id) else None
+        if job is None or job.tenant_id != principal.tenant_id or app_of(job.endpoint_id) != app:
+            raise NotFound("Request not found", error_type="request_not_found")
+        return job
+
+    async def cancel(self, principal: Principal, app: str, request_id: str) -> bool:
+        """True when cancellation was requested, False when the job had already completed."""
+        job = await self.get(principal, app, request_id)
+        if job.done:
+            return False
+        if job.upstream_id is None:
+            # Submit still in flight: the submitter sees the flag and cancels upstream as soon as it has an id.
+            return await self._store.update(request_id, cancel_requested=True)
+        if not await self._fal.cancel(self.endpoint(job.endpoint_id), job.upstream_id):
+            await self._due.schedule(request_id, self._ms(self._clock()))  # fal finished first: fetch it now
+            return False
+        await self._store.update(request_id, cancel_requested=True)
+        await self._due.schedule(request_id, self._ms(self._clock()))
+        return True
+
+    def watch(self, request_id: str) -> AsyncIterator[Job | None]:
+        return watch_job(self._store, self._events, request_id, fallback_seconds=self._settings.watch_fallback_seconds)
+
+    async def wait_done(self, request_id: str, *, timeout: float) -> Job | None:  # noqa: ASYNC109 - a deadline
+        """Wait for the job to complete; the last record seen (not done) if ``timeout`` runs out first."""
+        deadline = time.monotonic() + timeout
+        last: Job | None = None
+        watcher = self.watch(request_id)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    last = await asyncio.wait_for(anext(watcher), remaining)
+                except (StopAsyncIteration, TimeoutError):
+                    break
+                if last is None or last.done:
+                    break
+        finally:
+            await watcher.aclose()  # type: ignore[attr-defined]
+        return last
+
+    async def _fail_submit(self, job: Job, exc: UpstreamError) -> None:
+        """Record why the submit failed. Nothing is retried once fal may have accepted the request."""
+        if isinstance(exc, UpstreamTimeout):
+            exc.message = "fal did not confirm the submission in time; it was not retried, to avoid paying twice"
+            exc.error_type = "upstream_submit_unknown"
+        log.warning(
+            "job_submit_failed",
+            error_type=exc.error_type,
+            status=exc.status_code,
+            sent=not isinstance(exc, RequestNotSent),
+        )
+        await self._store.complete(
+            job.request_id,
+            outcome=Outcome.ERROR,
+            completed_at=self._clock(),
+            error=exc.message,
+            error_type=exc.error_type,
+            error_status=exc.status_code,
+            error_body=exc.body(),
+        )
+        await self._due.finish(job.request_id)
+
+    def _submit_grace(self) -> float:
+        return self._settings.upstream_submit_timeout_seconds + self._settings.tracker_lease_seconds
+
+    @staticmethod
+    def _ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+
+def result_response(job: Job) -> ResultResponse:
+    """What ``GET .../requests/{id}`` (and ``/run``) answers for a job."""
+    if not job.done:
+        # [UNCERTAIN] fal's answer before completion is not documented; 400 with a request-error body is the most
+        # plausible, and neither official client ever asks early.
+        error = BadRequest("Request is still in progress", error_type="request_in_progress")
+        return ResultResponse(error.status_code, error.body(), error.response_headers())
+    if job.outcome is Outcome.OK:
+        return ResultResponse(200, job.result, {})
+    headers = {"X-Fal-Error-Type": job.error_type} if job.error_type and job.error_type != "validation_error" else {}
+    body = job.error_body if job.error_body is not None else {"detail": job.error, "error_type": job.error_type}
+    return ResultResponse(job.error_status or 500, body, headers)
+
+
+def _plausible_id(request_id: str) -> bool:
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,80 @@
+"""Job records in Redis (``gw:v1:job:{<rid>}``) and the tracker's due schedule (``gw:v1:tracker:due``)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from service import keys
+from service.domain.jobs import Job, JobState, encode_fields
+from service.redis_client import load_script
+
+_LUA = "service.jobs"
+
+
+class JobStore:
+    """Reads and writes job records. State only moves forward: COMPLETED is final and reached exactly once."""
+
+    def __init__(self, redis: Redis, *, retention_seconds: int) -> None:
+        self._redis = redis
+        self._retention = retention_seconds
+        self._update = load_script(redis, _LUA, "job_update.lua")
+        self._complete = load_script(redis, _LUA, "job_complete.lua")
+
+    async def create(self, job: Job) -> None:
+        key = keys.job(job.request_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=cast("dict[Any, Any]", job.to_fields()))
+            # Unfinished jobs keep the full retention too, so a job no tracker ever reaches cannot live forever.
+            pipe.expire(key, self._retention)
+            await pipe.execute()
+
+    async def get(self, request_id: str) -> Job | None:
+        raw = cast("dict[str, str]", await self._redis.hgetall(keys.job(request_id)))
+        return Job.from_fields(raw) if raw else None
+
+    async def update(self, request_id: str, **values: Any) -> bool:
+        """Apply ``values`` unless the job is already COMPLETED. Returns whether it was applied."""
+        args: list[str | int] = [keys.job_events_channel(), request_id, *_flatten(encode_fields(values))]
+        return int(await self._update(keys=[keys.job(request_id)], args=args)) == 1
+
+    async def complete(self, request_id: str, **values: Any) -> bool:
+        """Mark the job COMPLETED with ``values``. True only for the one call that made the transition."""
+        values["state"] = JobState.COMPLETED
+        args: list[str | int] = [
+            keys.job_events_channel(),
+            request_id,
+            self._retention,
+            *_flatten(encode_fields(values)),
+        ]
+        return int(await self._complete(keys=[keys.job(request_id)], args=args)) == 1
+
+
+class DueSchedule:
+    """When each unfinished job is next due for an upstream poll. Claims are leases (see ``tracker_claim.lua``)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._claim = load_script(redis, _LUA, "tracker_claim.lua")
+
+    async def schedule(self, request_id: str, at_ms: int) -> None:
+        await self._redis.zadd(keys.tracker_due(), {request_id: at_ms})
+
+    async def claim(self, now_ms: int, *, lease_ms: int, limit: int) -> list[str]:
+        claimed: list[str] = await self._claim(keys=[keys.tracker_due()], args=[now_ms, lease_ms, limit])
+        return claimed
+
+    async def finish(self, request_id: str) -> None:
+        await self._redis.zrem(keys.tracker_due(), request_id)
+
+    async def next_due_ms(self) -> int | None:
+        head = cast("list[tuple[str, float]]", await self._redis.zrange(keys.tracker_due(), 0, 0, withscores=True))
+        return int(head[0][1]) if head else None
+
+    async def size(self) -> int:
+        return int(await self._redis.zcard(keys.tracker_due()))
+
+
+def _flatten(mapping: dict[str, str]) -> list[str]:
+    return [item for pair in mapping.items() for item in pair]

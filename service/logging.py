@@ -1,0 +1,31 @@
+"""structlog set-up: JSON lines in production, readable output on a TTY, contextvars merged into every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from service.config import Settings
+
+
+def configure_logging(settings: Settings) -> None:
+    json_output = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: list[structlog.typing.Processor] = (
+        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        if json_output
+        else [structlog.dev.ConsoleRenderer()]
+    )
+    structlog.configure(
+        processors=[*shared, *renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,58 @@
+"""Every Prometheus metric the gateway exports, declared once per app on its own registry. No logic here.
+
+Labels are bounded: endpoint ids (two), outcomes, operations and status classes. Tenant ids are not used as
+labels here because their number is not bounded by the gateway.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "gateway_http_requests_total", "HTTP requests served", ["method", "route", "status_class"], registry=r
+        )
+        self.http_duration = Histogram(
+            "gateway_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.upstream_requests = Counter(
+            "gateway_upstream_requests_total",
+            "Calls to fal by operation and HTTP status (or error)",
+            ["op", "outcome"],
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "gateway_upstream_request_duration_seconds",
+            "Latency of calls to fal",
+            ["op"],
+            registry=r,
+        )
+        self.jobs_submitted = Counter(
+            "gateway_jobs_submitted_total", "Jobs accepted and sent to fal", ["endpoint", "mode"], registry=r
+        )
+        self.jobs_completed = Counter(
+            "gateway_jobs_completed_total", "Jobs that reached COMPLETED", ["endpoint", "outcome"], registry=r
+        )
+        self.requests_rejected = Counter(
+            "gateway_requests_rejected_total", "Requests refused before reaching fal", ["reason"], registry=r
+        )
+        self.tracker_polls = Counter(
+            "gateway_tracker_polls_total", "Upstream status polls made by the job tracker", ["outcome"], registry=r
+        )
+        self.tracker_lag = Histogram(
+            "gateway_tracker_lag_seconds",
+            "Delay between a job's due time and its poll",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.tracker_backlog = Gauge(
+            "gateway_tracker_backlog_jobs", "Unfinished jobs on the tracker's schedule", registry=r
+        )

@@ -1,0 +1,61 @@
+"""Client polling never multiplies upstream calls: status is answered from Redis, the tracker alone polls fal."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from service.config import Settings
+from tests.api.conftest import Gateway, fast_settings
+
+PROCESSING_SECONDS = 2.0
+CLIENTS = 50
+CLIENT_INTERVAL = 0.1  # 10 Hz
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    # The tracker's real schedule: first poll after 0.25 s, then x1.5 each poll, at most every 1 s.
+    return fast_settings(
+        redis_url, tracker_poll_initial_seconds=0.25, tracker_poll_backoff=1.5, tracker_poll_max_seconds=1.0
+    )
+
+
+def tracker_poll_bound(duration: float, settings: Settings) -> int:
+    """Upper bound on upstream status calls the schedule allows over ``duration`` seconds, for each of the two
+    state changes (IN_QUEUE -> IN_PROGRESS resets the backoff), plus the final poll that sees COMPLETED."""
+    polls, elapsed, delay = 0, 0.0, settings.tracker_poll_initial_seconds
+    while elapsed < duration:
+        elapsed += delay
+        polls += 1
+        delay = min(settings.tracker_poll_max_seconds, delay * settings.tracker_poll_backoff)
+    return 2 * polls + 1
+
+
+async def test_fifty_clients_polling_at_10hz_do_not_add_upstream_status_calls(gateway: Gateway) -> None:
+    gateway.sim.configure(queue_seconds=0.2, processing_seconds=PROCESSING_SECONDS)
+    submitted = (await gateway.submit()).json()
+    headers = await gateway.auth()
+    client_polls = 0
+
+    async def poller() -> None:
+        nonlocal client_polls
+        while True:
+            response = await gateway.client.get(submitted["status_url"], params={"logs": "1"}, headers=headers)
+            client_polls += 1
+            if response.json()["status"] == "COMPLETED":
+                return
+            await asyncio.sleep(CLIENT_INTERVAL)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(*(poller() for _ in range(CLIENTS))), timeout=30)
+    elapsed = loop.time() - started
+
+    (upstream,) = gateway.sim.stats()["requests"].values()
+    bound = tracker_poll_bound(elapsed, gateway.settings)
+    assert client_polls >= CLIENTS * math.floor(PROCESSING_SECONDS / CLIENT_INTERVAL) // 2
+    assert upstream["status_calls"] <= bound, (upstream["status_calls"], bound, client_polls)
+    assert upstream["result_calls"] == 1, "the result is fetched once and served from Redis"

@@ -1,0 +1,97 @@
+"""JobStore and DueSchedule against real Redis: terminal states are final, completion happens once, claims lease."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from service import keys
+from service.domain.jobs import Job, JobMode, JobState, Outcome
+from service.jobs.store import DueSchedule, JobStore
+
+
+def _job(rid: str = "00000000-0000-4000-8000-000000000001") -> Job:
+    return Job(
+        request_id=rid,
+        tenant_id="acme",
+        endpoint_id="fal-ai/bytedance/seedance/v1.5/pro/text-to-video",
+        mode=JobMode.QUEUE,
+        input={"prompt": "x"},
+        created_at=1000.0,
+    )
+
+
+async def test_record_round_trips(redis_client: Redis) -> None:
+    store = JobStore(redis_client, retention_seconds=600)
+    job = _job()
+    job.logs = [{"message": "hi"}]
+    await store.create(job)
+    assert await store.get(job.request_id) == job
+    assert await store.get("missing") is None
+    assert 0 < await redis_client.ttl(keys.job(job.request_id)) <= 600
+
+
+async def test_update_applies_until_completed_and_then_never(redis_client: Redis) -> None:
+    store = JobStore(redis_client, retention_seconds=600)
+    job = _job()
+    await store.create(job)
+    assert await store.update(job.request_id, state=JobState.IN_PROGRESS, queue_position=None)
+    assert await store.complete(job.request_id, outcome=Outcome.OK, result={"seed": 1})
+    assert not await store.update(job.request_id, state=JobState.IN_PROGRESS)
+    stored = await store.get(job.request_id)
+    assert stored is not None
+    assert stored.state is JobState.COMPLETED
+    assert stored.result == {"seed": 1}
+    assert not await store.update("unknown-id", state=JobState.IN_QUEUE)
+
+
+async def test_completion_happens_exactly_once_under_concurrency(redis_client: Redis) -> None:
+    store = JobStore(redis_client, retention_seconds=600)
+    job = _job()
+    await store.create(job)
+    outcomes = await asyncio.gather(
+        *(store.complete(job.request_id, outcome=Outcome.OK, result={"n": n}) for n in range(50))
+    )
+    assert outcomes.count(True) == 1
+    stored = await store.get(job.request_id)
+    assert stored is not None
+    winner = outcomes.index(True)
+    assert stored.result == {"n": winner}, "the one completion that won is the one recorded"
+
+
+async def test_updates_are_announced_on_the_event_channel(redis_client: Redis) -> None:
+    store = JobStore(redis_client, retention_seconds=600)
+    job = _job()
+    await store.create(job)
+    async with redis_client.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(keys.job_events_channel())
+        await store.update(job.request_id, queue_position=3)
+        message = await pubsub.get_message(timeout=2.0)
+        while message is None:
+            message = await pubsub.get_message(timeout=2.0)
+    assert message["data"] == job.request_id
+
+
+async def test_claims_are_leases_that_return_after_expiry(redis_client: Redis) -> None:
+    due = DueSchedule(redis_client)
+    await due.schedule("a", 1_000)
+    await due.schedule("b", 2_000)
+    await due.schedule("later", 9_000)
+
+    assert sorted(await due.claim(2_000, lease_ms=5_000, limit=10)) == ["a", "b"]
+    assert await due.claim(2_500, lease_ms=5_000, limit=10) == [], "a claimed entry is not handed out again"
+    assert sorted(await due.claim(7_000, lease_ms=5_000, limit=10)) == ["a", "b"], "the lease ran out"
+    assert await due.claim(7_000, lease_ms=5_000, limit=10) == []
+    await due.finish("a")
+    assert await due.size() == 2
+
+
+async def test_concurrent_claimers_never_share_an_entry(redis_client: Redis) -> None:
+    due = DueSchedule(redis_client)
+    for n in range(200):
+        await due.schedule(f"job-{n}", 1_000)
+    batches = await asyncio.gather(*(due.claim(5_000, lease_ms=60_000, limit=7) for _ in range(40)))
+    claimed = [rid for batch in batches for rid in batch]
+    assert len(claimed) == 200
+    assert len(set(claimed)) == 200

@@ -1,0 +1,187 @@
+"""The job tracker against real Redis and the simulator, driven by injected clocks: takeover after a replica dies,
+stalled submits, transient upstream errors, and jobs lost upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.config import Settings
+from service.domain.endpoints import TEXT_TO_VIDEO
+from service.domain.jobs import Job, JobMode, JobState, Outcome
+from service.http import in_process_transport
+from service.jobs.store import DueSchedule, JobStore
+from service.jobs.tracker import JobTracker
+from service.metrics import Metrics
+from service.simulator.app import create_simulator_app
+from service.simulator.faults import FaultRule
+from service.simulator.state import SimulatorConfig, SimulatorState
+from service.upstream.fal import FalClient
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Rig:
+    clock: Clock
+    sim_clock: Clock
+    sim: SimulatorState
+    store: JobStore
+    due: DueSchedule
+    fal: FalClient
+    settings: Settings
+    metrics: Metrics
+    redis: Redis
+
+    def tracker(self) -> JobTracker:
+        return JobTracker(
+            settings=self.settings, store=self.store, due=self.due, fal=self.fal, metrics=self.metrics, clock=self.clock
+        )
+
+    async def submitted_job(self, rid: str = "00000000-0000-4000-8000-00000000000a") -> Job:
+        """A job as the API leaves it after a successful upstream submit."""
+        submitted = await self.fal.submit(TEXT_TO_VIDEO, {"prompt": "x"}, headers={}, query={})
+        job = Job(
+            request_id=rid,
+            tenant_id="acme",
+            endpoint_id=TEXT_TO_VIDEO.id,
+            mode=JobMode.QUEUE,
+            input={"prompt": "x"},
+            created_at=self.clock(),
+            state=JobState.IN_QUEUE,
+            upstream_id=submitted.upstream_id,
+        )
+        await self.store.create(job)
+        await self.due.schedule(rid, int(self.clock() * 1000))
+        return job
+
+
+@pytest.fixture
+async def rig(redis_client: Redis, redis_url: str) -> AsyncIterator[Rig]:
+    sim_clock = Clock(0.0)
+    sim = SimulatorState(SimulatorConfig(queue_seconds=1, processing_seconds=4, fal_key="k"), clock=sim_clock)
+    metrics = Metrics()
+    settings = Settings(redis_url=redis_url, tracker_lease_seconds=30, upstream_submit_timeout_seconds=60)
+    async with httpx.AsyncClient(
+        transport=in_process_transport(create_simulator_app(sim)),
+        base_url="http://sim",
+        headers={"Authorization": "Key k"},
+    ) as http:
+        fal = FalClient(http, metrics=metrics, submit_timeout=5, submit_connect_retries=0)
+        yield Rig(
+            Clock(),
+            sim_clock,
+            sim,
+            JobStore(redis_client, retention_seconds=3600),
+            DueSchedule(redis_client),
+            fal,
+            settings,
+            metrics,
+            redis_client,
+        )
+
+
+async def _step_all(tracker: JobTracker) -> int:
+    started = await tracker.claim_and_start()
+    await tracker.drain()
+    return started
+
+
+async def test_tracker_follows_a_job_to_completion(rig: Rig) -> None:
+    job = await rig.submitted_job()
+    tracker = rig.tracker()
+    assert await _step_all(tracker) == 1
+    assert (await rig.store.get(job.request_id)).state is JobState.IN_QUEUE  # type: ignore[union-attr]
+    rig.sim_clock.advance(2)
+    rig.clock.advance(60)
+    await _step_all(tracker)
+    assert (await rig.store.get(job.request_id)).state is JobState.IN_PROGRESS  # type: ignore[union-attr]
+    rig.sim_clock.advance(10)
+    rig.clock.advance(60)
+    await _step_all(tracker)
+    final = await rig.store.get(job.request_id)
+    assert final is not None
+    assert final.outcome is Outcome.OK
+    assert final.result["video"]["url"].endswith(".mp4")
+    assert await rig.due.size() == 0
+
+
+async def test_a_dead_replicas_claim_is_taken_over_after_the_lease(rig: Rig) -> None:
+    job = await rig.submitted_job()
+    rig.sim_clock.advance(100)  # done upstream
+    # Replica A claims the job and dies before processing it.
+    assert await rig.due.claim(int(rig.clock() * 1000), lease_ms=30_000, limit=10) == [job.request_id]
+    survivor = rig.tracker()
+    rig.clock.advance(29)
+    assert await _step_all(survivor) == 0, "the lease still holds"
+    rig.clock.advance(2)
+    assert await _step_all(survivor) == 1
+    final = await rig.store.get(job.request_id)
+    assert final is not None
+    assert final.state is JobState.COMPLETED
+
+
+async def test_a_stalled_submit_is_failed_not_resubmitted(rig: Rig) -> None:
+    rid = "00000000-0000-4000-8000-00000000000b"
+    job = Job(
+        request_id=rid,
+        tenant_id="acme",
+        endpoint_id=TEXT_TO_VIDEO.id,
+        mode=JobMode.QUEUE,
+        input={"prompt": "x"},
+        created_at=rig.clock(),
+    )
+    await rig.store.create(job)
+    await rig.due.schedule(rid, int(rig.clock() * 1000))
+    tracker = rig.tracker()
+    await _step_all(tracker)
+    assert (await rig.store.get(rid)).state is JobState.SUBMITTING  # type: ignore[union-attr]
+    rig.clock.advance(91)  # submit timeout (60) + lease (30) have passed
+    await _step_all(tracker)
+    final = await rig.store.get(rid)
+    assert final is not None
+    assert final.outcome is Outcome.ERROR
+    assert final.error_type == "upstream_submit_unknown"
+    assert rig.sim.stats()["calls"]["submit"] == 0
+
+
+async def test_transient_status_errors_are_retried_and_bounded_by_backoff(rig: Rig) -> None:
+    job = await rig.submitted_job()
+    rig.sim.add_fault(FaultRule(op="status", kind="http_error", status=503, times=3))
+    tracker = rig.tracker()
+    for _ in range(3):
+        await _step_all(tracker)
+        rig.clock.advance(60)
+    assert (await rig.store.get(job.request_id)).state is not JobState.COMPLETED  # type: ignore[union-attr]
+    rig.sim_clock.advance(100)
+    await _step_all(tracker)
+    final = await rig.store.get(job.request_id)
+    assert final is not None
+    assert final.outcome is Outcome.OK
+
+
+async def test_a_job_unknown_upstream_fails_with_a_clear_error(rig: Rig) -> None:
+    job = await rig.submitted_job()
+    rig.sim.add_fault(
+        FaultRule(
+            op="status", kind="http_error", status=404, body={"detail": "Request not found", "error_type": "not_found"}
+        )
+    )
+    await _step_all(rig.tracker())
+    final = await rig.store.get(job.request_id)
+    assert final is not None
+    assert final.outcome is Outcome.ERROR
+    assert final.error_type == "upstream_request_lost"

@@ -19,8 +19,7 @@ class JobStore:
     def __init__(self, redis: Redis, *, retention_seconds: int) -> None:
         self._redis = redis
         self._retention = retention_seconds
-        self._update = load_script(redis, _LUA, "job_update.lua")
-        self._complete = load_script(redis, _LUA, "job_complete.lua")
+        self._write = load_script(redis, _LUA, "job_write.lua")
 
     async def create(self, job: Job) -> None:
         key = keys.job(job.request_id)
@@ -36,19 +35,21 @@ class JobStore:
 
     async def update(self, request_id: str, **values: Any) -> bool:
         """Apply ``values`` unless the job is already COMPLETED. Returns whether it was applied."""
-        args: list[str | int] = [keys.job_events_channel(), request_id, *_flatten(encode_fields(values))]
-        return int(await self._update(keys=[keys.job(request_id)], args=args)) == 1
+        return await self._write_fields(request_id, 0, values)
 
     async def complete(self, request_id: str, **values: Any) -> bool:
         """Mark the job COMPLETED with ``values``. True only for the one call that made the transition."""
         values["state"] = JobState.COMPLETED
+        return await self._write_fields(request_id, self._retention, values)
+
+    async def _write_fields(self, request_id: str, expire_seconds: int, values: dict[str, Any]) -> bool:
         args: list[str | int] = [
             keys.job_events_channel(),
             request_id,
-            self._retention,
+            expire_seconds,
             *_flatten(encode_fields(values)),
         ]
-        return int(await self._complete(keys=[keys.job(request_id)], args=args)) == 1
+        return int(await self._write(keys=[keys.job(request_id)], args=args)) == 1
 
 
 class DueSchedule:

@@ -51,9 +51,9 @@ class Rig:
             settings=self.settings, store=self.store, due=self.due, fal=self.fal, metrics=self.metrics, clock=self.clock
         )
 
-    async def submitted_job(self, rid: str = "00000000-0000-4000-8000-00000000000a") -> Job:
-        """A job as the API leaves it after a successful upstream submit."""
-        submitted = await self.fal.submit(TEXT_TO_VIDEO, {"prompt": "x"}, headers={}, query={})
+    async def recorded_job(self, rid: str, *, upstream_id: str | None = None) -> Job:
+        """A job as the API records it: SUBMITTING until an upstream id is known, then IN_QUEUE and due now."""
+        state = JobState.SUBMITTING if upstream_id is None else JobState.IN_QUEUE
         job = Job(
             request_id=rid,
             tenant_id="acme",
@@ -61,12 +61,17 @@ class Rig:
             mode=JobMode.QUEUE,
             input={"prompt": "x"},
             created_at=self.clock(),
-            state=JobState.IN_QUEUE,
-            upstream_id=submitted.upstream_id,
+            state=state,
+            upstream_id=upstream_id,
         )
         await self.store.create(job)
         await self.due.schedule(rid, int(self.clock() * 1000))
         return job
+
+    async def submitted_job(self, rid: str = "00000000-0000-4000-8000-00000000000a") -> Job:
+        """A job as the API leaves it after a successful upstream submit."""
+        submitted = await self.fal.submit(TEXT_TO_VIDEO, {"prompt": "x"}, headers={}, query={})
+        return await self.recorded_job(rid, upstream_id=submitted.upstream_id)
 
 
 @pytest.fixture
@@ -136,16 +141,7 @@ async def test_a_dead_replicas_claim_is_taken_over_after_the_lease(rig: Rig) -> 
 
 async def test_a_stalled_submit_is_failed_not_resubmitted(rig: Rig) -> None:
     rid = "00000000-0000-4000-8000-00000000000b"
-    job = Job(
-        request_id=rid,
-        tenant_id="acme",
-        endpoint_id=TEXT_TO_VIDEO.id,
-        mode=JobMode.QUEUE,
-        input={"prompt": "x"},
-        created_at=rig.clock(),
-    )
-    await rig.store.create(job)
-    await rig.due.schedule(rid, int(rig.clock() * 1000))
+    await rig.recorded_job(rid)
     tracker = rig.tracker()
     await _step_all(tracker)
     assert (await rig.store.get(rid)).state is JobState.SUBMITTING  # type: ignore[union-attr]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ from pydantic import ValidationError
 
 from service.domain.endpoints import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from service.simulator.app import FaultRule, SimulatorState
-from tests.api.simulator_support import (
+from tests.api.simulator.sim_support import (
     I2V,
     I2V_INPUT,
     PROCESSING_SECONDS,
@@ -29,22 +28,6 @@ from tests.api.simulator_support import (
 
 DEFAULT_ERROR = {"detail": "Internal server error", "error_type": "runner_server_error"}
 CALL_OPS = ["submit", "status", "result", "cancel"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def state(clock: FakeClock) -> SimulatorState:
-    return make_state(clock)
-
-
-@pytest.fixture
-async def client(state: SimulatorState) -> AsyncIterator[httpx.AsyncClient]:
-    async with sim_client(state) as c:
-        yield c
 
 
 async def call(client: httpx.AsyncClient, op: str, request_id: str, endpoint: str = T2V) -> httpx.Response:

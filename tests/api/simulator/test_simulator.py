@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
@@ -14,7 +13,7 @@ from service.domain.endpoints import ENDPOINTS, TEXT_TO_VIDEO
 from service.domain.schemas import AspectRatio, InvalidInputError, Resolution, parse_input
 from service.simulator.app import SimulatorState, create_simulator_app
 from service.simulator.media import MEDIA_NAMES, SIZES
-from tests.api.simulator_support import (
+from tests.api.simulator.sim_support import (
     BASE,
     I2V,
     I2V_INPUT,
@@ -29,22 +28,6 @@ from tests.api.simulator_support import (
 )
 
 FAL_KEY = "the-one-key"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def state(clock: FakeClock) -> SimulatorState:
-    return make_state(clock)
-
-
-@pytest.fixture
-async def client(state: SimulatorState) -> AsyncIterator[httpx.AsyncClient]:
-    async with sim_client(state) as c:
-        yield c
 
 
 async def status_of(client: httpx.AsyncClient, handle: dict[str, Any], logs: str = "0") -> httpx.Response:

@@ -19,9 +19,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 from redis.asyncio import Redis
 
+from service.audit import AuditLog
 from service.config import Settings
+from service.events import EventBus
 from service.health import healthz, metrics_endpoint, readyz
-from service.http import exception_handler, in_process_transport, request_context_middleware
+from service.http import client_address, exception_handler, in_process_transport, request_context_middleware
 from service.jobs.controller import QueueController, RunController
 from service.jobs.events import JobEvents
 from service.jobs.service import JobService
@@ -29,9 +31,10 @@ from service.jobs.store import DueSchedule, JobStore
 from service.jobs.tracker import JobTracker
 from service.metrics import Metrics
 from service.redis_client import connect
-from service.tenants.auth import authenticate_tenant
-from service.tenants.controller import AdminController
-from service.tenants.store import Principal, TenantStore
+from service.tenants.admission import Admission
+from service.tenants.auth import Authenticator, Principal
+from service.tenants.controller import AdminController, SelfServiceController
+from service.tenants.store import TenantStore
 from service.upstream.fal import FalClient
 
 log = structlog.get_logger(__name__)
@@ -41,11 +44,14 @@ SIMULATOR_MOUNT = "/_simulator"
 @dataclass(slots=True)
 class Deps:
     redis: Redis
+    bus: EventBus
     tenants: TenantStore
+    auth: Authenticator
+    admission: Admission
+    audit: AuditLog
     jobs: JobService
     store: JobStore
     due: DueSchedule
-    events: JobEvents
     tracker: JobTracker
 
 
@@ -80,7 +86,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         app.state.deps = deps
         app.state.redis = r
         stop = asyncio.Event()
-        events_task = asyncio.create_task(deps.events.run())
+        events_task = asyncio.create_task(deps.bus.run())
         tracker_task = asyncio.create_task(deps.tracker.run(stop)) if settings.tracker_enabled else None
         try:
             yield
@@ -97,7 +103,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
 
     handlers: list[ControllerRouterHandler] = [healthz, readyz, metrics_endpoint]
     if serve_api:
-        handlers += [QueueController, RunController, AdminController]
+        handlers += [QueueController, RunController, AdminController, SelfServiceController]
     if upstream.mount is not None:
         handlers.append(upstream.mount)
     return Litestar(
@@ -108,8 +114,11 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "metrics": Provide(lambda: metrics, sync_to_thread=False),
             "redis": Provide(_provide_redis, sync_to_thread=False),
-            "tenants": Provide(_provide_tenants, sync_to_thread=False),
-            "jobs": Provide(_provide_jobs, sync_to_thread=False),
+            "tenants": _from_deps("tenants"),
+            "jobs": _from_deps("jobs"),
+            "job_store": _from_deps("store"),
+            "admission": _from_deps("admission"),
+            "audit": _from_deps("audit"),
             "principal": Provide(_provide_principal),
         },
         middleware=[request_context_middleware(metrics)],
@@ -129,12 +138,36 @@ def _build_deps(
         submit_timeout=settings.upstream_submit_timeout_seconds,
         submit_connect_retries=settings.upstream_submit_connect_retries,
     )
+    bus = EventBus(r)
     store = JobStore(r, retention_seconds=settings.job_retention_seconds)
     due = DueSchedule(r)
-    events = JobEvents(r)
-    jobs = JobService(settings=settings, store=store, due=due, fal=fal, events=events, metrics=metrics, clock=clock)
-    tracker = JobTracker(settings=settings, store=store, due=due, fal=fal, metrics=metrics, clock=clock)
-    return Deps(redis=r, tenants=TenantStore(r), jobs=jobs, store=store, due=due, events=events, tracker=tracker)
+    admission = Admission(r, lease_seconds=settings.concurrency_lease_seconds, clock=clock)
+    tenants = TenantStore(r, bus, clock=clock)
+    jobs = JobService(
+        settings=settings,
+        store=store,
+        due=due,
+        fal=fal,
+        events=JobEvents(bus),
+        admission=admission,
+        metrics=metrics,
+        clock=clock,
+    )
+    tracker = JobTracker(
+        settings=settings, store=store, due=due, fal=fal, admission=admission, metrics=metrics, clock=clock
+    )
+    return Deps(
+        redis=r,
+        bus=bus,
+        tenants=tenants,
+        auth=Authenticator(r, tenants, bus, metrics=metrics, settings=settings, clock=clock),
+        admission=admission,
+        audit=AuditLog(r, max_entries=settings.audit_max_entries, clock=clock),
+        jobs=jobs,
+        store=store,
+        due=due,
+        tracker=tracker,
+    )
 
 
 def _http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:
@@ -183,17 +216,18 @@ def _provide_redis(state: State) -> Redis:
     return redis
 
 
-def _provide_tenants(state: State) -> TenantStore:
-    deps: Deps = state.deps
-    return deps.tenants
+def _from_deps(name: str) -> Provide:
+    """A provider of one collaborator built in the lifespan (handlers declare its type with NamedDependency)."""
+
+    def provide(state: State) -> Any:
+        return getattr(state.deps, name)
+
+    return Provide(provide, sync_to_thread=False)
 
 
-def _provide_jobs(state: State) -> JobService:
-    deps: Deps = state.deps
-    return deps.jobs
-
-
-async def _provide_principal(
-    request: Request[Any, Any, Any], tenants: NamedDependency[TenantStore], metrics: NamedDependency[Metrics]
-) -> Principal:
-    return await authenticate_tenant(request, tenants, metrics)
+async def _provide_principal(request: Request[Any, Any, Any], settings: NamedDependency[Settings]) -> Principal:
+    deps: Deps = request.app.state.deps
+    source = client_address(request.scope, settings.trusted_proxy_hops)
+    principal = await deps.auth.authenticate(request.headers.get("authorization"), source)
+    request.state.tenant_id = principal.tenant_id
+    return principal

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     # State
     redis_url: str | None = Field(default=None, description="redis:// or rediss:// URL; required by `serve`.")
     redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_max_connections: int = Field(default=200, ge=2, description="Pool size; callers wait for a free one.")
     job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # Upstream
@@ -38,8 +39,19 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(default=100, ge=1)
     upstream_submit_connect_retries: int = Field(default=2, ge=0, le=5)
 
-    # Admin
+    # Admin, tenants and limits
     admin_token: SecretStr | None = None
+    audit_max_entries: int = Field(default=100_000, ge=100)
+    auth_cache_seconds: float = Field(default=10.0, ge=0, description="Backstop TTL of the invalidated auth cache.")
+    auth_failures_per_minute: int = Field(default=30, ge=0, description="Per source address; 0 disables the limit.")
+    trusted_proxy_hops: int = Field(default=0, ge=0, description="Proxies in front whose X-Forwarded-For is trusted.")
+    key_touch_interval_seconds: float = Field(default=60.0, ge=0)
+    concurrency_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Concurrency slot lease; renewed by "
+        "the tracker, freed by itself if every replica following a job dies.",
+    )
 
     # Request handling
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)

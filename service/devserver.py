@@ -10,7 +10,9 @@ from pathlib import Path
 from service.app import create_app
 from service.cli import run_server
 from service.config import Settings
+from service.domain.tenants import TenantCreate
 from service.embedded import EmbeddedRedis
+from service.events import EventBus
 from service.logging import configure_logging
 from service.redis_client import connect
 from service.tenants.store import TenantStore
@@ -42,10 +44,11 @@ def run_dev(*, state_dir: str, tls: bool) -> int:
 async def _demo_tenant(settings: Settings) -> str:
     redis = connect(settings)
     try:
-        tenants = TenantStore(redis)
+        tenants = TenantStore(redis, EventBus(redis))
         if await tenants.get_tenant(DEMO_TENANT) is None:
-            await tenants.create_tenant(DEMO_TENANT, "Demo tenant")
-        return (await tenants.create_key(DEMO_TENANT)).token
+            await tenants.create_tenant(TenantCreate(id=DEMO_TENANT, name="Demo tenant"))
+        issued, _record = await tenants.create_key(DEMO_TENANT, name="dev")
+        return issued.token
     finally:
         await redis.aclose()
 

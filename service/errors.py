@@ -11,10 +11,12 @@ fal has two error shapes, and every error the gateway returns uses one of them:
       + InvalidRequest (422)        body fails the endpoint schema: fal's detail-list shape
       + Unauthorized (401)          missing, malformed or unknown key
       + Forbidden (403)
+        - PolicyDenied (403)        the request is outside the tenant's policy; the body names the rule
       + NotFound (404)              unknown endpoint, unknown request id, another tenant's request id
       + BadRequest (400)
       + Conflict (409)
       + PayloadTooLarge (413)
+      + TooManyRequests (429)       rate or concurrency limit, or too many failed authentications; Retry-After
       + ServiceUnavailable (503)    the gateway's own state store (Redis) is unreachable
       + UpstreamError               fal failed or could not be reached
         - UpstreamUnavailable (502/503)
@@ -24,6 +26,7 @@ fal has two error shapes, and every error the gateway returns uses one of them:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -74,6 +77,23 @@ class Forbidden(GatewayError):
     error_type = "forbidden"
 
 
+class PolicyDenied(Forbidden):
+    """A request outside the tenant's policy. The body names the rule (and the input field, when there is one)."""
+
+    error_type = "policy_violation"
+
+    def __init__(self, rule: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{message} (policy: {rule})")
+        self.rule = rule
+        self.field = field
+
+    def body(self) -> Any:
+        body = {"detail": self.message, "error_type": self.error_type, "rule": self.rule}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
 class NotFound(GatewayError):
     status_code = 404
     error_type = "not_found"
@@ -92,6 +112,27 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status_code = 413
     error_type = "payload_too_large"
+
+
+class TooManyRequests(GatewayError):
+    """429 with ``Retry-After`` (whole seconds, at least 1), which both official clients honour by backing off."""
+
+    status_code = 429
+    error_type = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, rule: str, error_type: str | None = None) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(message, error_type=error_type, headers={"Retry-After": str(seconds)})
+        self.rule = rule
+        self.retry_after = seconds
+
+    def body(self) -> Any:
+        return {
+            "detail": self.message,
+            "error_type": self.error_type,
+            "rule": self.rule,
+            "retry_after": self.retry_after,
+        }
 
 
 class ServiceUnavailable(GatewayError):

@@ -3,6 +3,7 @@ mapping of every exception to a fal-shaped error body (fal-protocol.md §6.1, §
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import uuid
 from typing import Any, cast
@@ -117,16 +118,27 @@ def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 def _litestar_validation_detail(exc: ValidationException) -> list[dict[str, Any]]:
+    """Litestar's validation errors as fal's detail list. Litestar names a missing or non-object body "data"."""
     entries = exc.extra if isinstance(exc.extra, list) else []
-    detail = [
-        {
-            "type": "value_error",
-            "loc": [str(e.get("source", "body")), *([e["key"]] if e.get("key") else [])],
-            "msg": str(e.get("message", "Invalid value")),
-        }
-        for e in entries
-        if isinstance(e, dict)
-    ]
+    detail: list[dict[str, Any]] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        key = str(entry.get("key") or "")
+        message = str(entry.get("message", "Invalid value"))
+        if key in {"", "data"}:
+            missing = message.strip("'\"") == "data" or "required" in message.lower()
+            detail.append(
+                {
+                    "type": "missing" if missing else "model_attributes_type",
+                    "loc": ["body"],
+                    "msg": "Field required" if missing else "Input should be a JSON object",
+                }
+            )
+            continue
+        detail.append(
+            {"type": "value_error", "loc": [str(entry.get("source", "body")), *key.split(".")], "msg": message}
+        )
     return detail or [{"type": "value_error", "loc": ["body"], "msg": str(exc.detail)}]
 
 
@@ -143,3 +155,19 @@ def _http_error_type(status_code: int) -> str:
 def in_process_transport(app: Any) -> httpx.AsyncBaseTransport:
     """An httpx transport that calls an ASGI app in-process (Litestar's ASGI types are narrower than httpx's)."""
     return httpx.ASGITransport(app=cast("Any", app))
+
+
+def client_address(scope: Scope, trusted_proxy_hops: int) -> str:
+    """The caller's IP address. With ``trusted_proxy_hops`` proxies in front, the address that the outermost trusted
+    proxy saw is taken from ``X-Forwarded-For``; anything that is not an IP address becomes ``unknown``."""
+    peer = scope.get("client")
+    address = peer[0] if peer else "unknown"
+    if trusted_proxy_hops > 0:
+        forwarded = [h for name, h in scope.get("headers", []) if name == b"x-forwarded-for"]
+        hops = [part.strip() for value in forwarded for part in value.decode("latin-1").split(",") if part.strip()]
+        if len(hops) >= trusted_proxy_hops:
+            address = hops[-trusted_proxy_hops]
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return "unknown"

@@ -3,11 +3,19 @@
 Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lua script touches share a slot):
 
 - ``gw:v1:tenant:{<tid>}``            tenant record (JSON string)
-- ``gw:v1:apikey:{<key_id>}``         API key record (JSON string, holds only a hash of the secret)
+- ``gw:v1:tenant:{<tid>}:keys``       SET of the tenant's key ids
+- ``gw:v1:tenant:{<tid>}:requests``   ZSET of the tenant's request ids by creation time (operator history)
+- ``gw:v1:tenant:{<tid>}:rate``       ZSET sliding window of admitted requests (requests per minute)
+- ``gw:v1:tenant:{<tid>}:inflight``   ZSET of unfinished request ids, scored by their lease expiry
+- ``gw:v1:tenants``                   SET of tenant ids
+- ``gw:v1:apikey:{<key_id>}``         API key record (hash; holds only a hash of the secret)
+- ``gw:v1:authfail:{<source>}:<n>``   failed authentications from one source in minute ``n``
+- ``gw:v1:audit``                     stream of admin actions
 - ``gw:v1:job:{<rid>}``               job record (hash), expires ``job_retention_seconds`` after completion
 - ``gw:v1:tracker:due``               ZSET of request ids, scored by the epoch-ms of their next upstream poll;
                                       a claimed entry is re-scored to "now + lease" so a dead replica's work returns
 - ``gw:v1:events:job``                pub/sub channel: a request id is published whenever its job record changes
+- ``gw:v1:events:auth``               pub/sub channel: ``key:<key_id>`` / ``tenant:<tid>`` when either changes
 """
 
 from __future__ import annotations
@@ -17,6 +25,30 @@ PREFIX = "gw:v1"
 
 def tenant(tenant_id: str) -> str:
     return f"{PREFIX}:tenant:{{{tenant_id}}}"
+
+
+def tenant_keys(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:keys"
+
+
+def tenant_requests(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:requests"
+
+
+def rate_window(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:rate"
+
+
+def inflight(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:inflight"
+
+
+def auth_failures(source: str, window: int) -> str:
+    return f"{PREFIX}:authfail:{{{source}}}:{window}"
+
+
+def audit_log() -> str:
+    return f"{PREFIX}:audit"
 
 
 def tenant_index() -> str:
@@ -37,3 +69,7 @@ def tracker_due() -> str:
 
 def job_events_channel() -> str:
     return f"{PREFIX}:events:job"
+
+
+def auth_events_channel() -> str:
+    return f"{PREFIX}:events:auth"

@@ -11,6 +11,7 @@ import redis
 from redis.asyncio import Redis
 
 from service.embedded import EmbeddedRedis
+from service.redis_client import connect_url
 
 TEST_DB = 15
 
@@ -34,7 +35,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = connect_url(redis_url, max_connections=200, timeout=5.0)
     await client.flushdb()
     try:
         yield client

@@ -55,6 +55,7 @@ class Job:
     error_body: Any = None
     inference_time: float | None = None
     webhook_url: str | None = None
+    tenant_uid: str | None = None
     cancel_requested: bool = False
     polls: int = 0
 

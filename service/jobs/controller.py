@@ -18,7 +18,7 @@ from service.domain.endpoints import RequestPath, app_of, parse_request_path
 from service.domain.jobs import Job, JobMode, JobUrls, job_urls, status_payload, submit_payload
 from service.errors import GatewayError, NotFound
 from service.jobs.service import JobService, result_response
-from service.tenants.store import Principal
+from service.tenants.auth import Principal
 from service.upstream.fal import FORWARDED_SUBMIT_HEADERS
 
 AnyRequest = Request[Any, Any, Any]
@@ -115,6 +115,7 @@ async def _admit_and_submit(
 ) -> Job:
     endpoint = jobs.endpoint(endpoint_id)
     data = jobs.validate(endpoint, await request.body(), webhook_url=webhook)
+    jobs.check_policy(principal, endpoint, data)
     headers = {name: value for name in FORWARDED_SUBMIT_HEADERS if (value := request.headers.get(name)) is not None}
     query = {"fal_max_queue_length": v} if (v := request.query_params.get("fal_max_queue_length")) else {}
     job = await jobs.submit(principal, endpoint, data, mode=mode, webhook_url=webhook, headers=headers, query=query)

@@ -1,8 +1,8 @@
 """Cross-replica job-change notifications: Redis pub/sub fanned out to local waiters.
 
-Every write to a job record publishes its request id (inside the same Lua script as the write). One subscriber per
-process wakes the local waiters of that id: ``/run`` callers and status streams. Pub/sub is at-most-once, so
-waiters also re-read the record on a fallback interval; a lost message costs latency, never correctness.
+Every write to a job record publishes its request id (inside the same Lua script as the write). The process's event
+bus wakes the local waiters of that id: ``/run`` callers and status streams. Pub/sub is at-most-once, so waiters
+also re-read the record on a fallback interval; a lost message costs latency, never correctness.
 """
 
 from __future__ import annotations
@@ -12,38 +12,19 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 
-import structlog
-from redis.asyncio import Redis
-
 from service import keys
 from service.domain.jobs import Job
+from service.events import EventBus
 from service.jobs.store import JobStore
-
-log = structlog.get_logger(__name__)
 
 
 class JobEvents:
-    def __init__(self, redis: Redis, *, reconnect_seconds: float = 1.0) -> None:
-        self._redis = redis
-        self._reconnect = reconnect_seconds
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+    """Wakes local waiters of a request id when its job record changes (on any replica)."""
 
-    async def run(self) -> None:
-        """Subscribe and dispatch until cancelled, reconnecting after Redis errors."""
-        while True:
-            try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(keys.job_events_channel())
-                    self._wake_all()  # anything published while we were away: make waiters re-read
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self.notify(str(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job_events_disconnected", error=type(exc).__name__)
-                self._wake_all()
-                await asyncio.sleep(self._reconnect)
+    def __init__(self, bus: EventBus) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        bus.on(keys.job_events_channel(), self.notify)
+        bus.on_reset(self._wake_all)  # anything may have changed while unsubscribed: make every waiter re-read
 
     def notify(self, request_id: str) -> None:
         for event in self._waiters.get(request_id, ()):

@@ -14,13 +14,23 @@ import structlog
 from service.config import Settings
 from service.domain.endpoints import Endpoint, app_of, find_endpoint
 from service.domain.jobs import Job, JobMode, JobState, Outcome
-from service.domain.schemas import InvalidInputError, normalized_input, parse_input
+from service.domain.policy import check_request
+from service.domain.schemas import InvalidInputError, TextToVideoInput, normalized_input, parse_input
 from service.domain.urls import url_problem
-from service.errors import BadRequest, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
+from service.errors import (
+    BadRequest,
+    InvalidRequest,
+    NotFound,
+    PolicyDenied,
+    TooManyRequests,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from service.jobs.events import JobEvents, watch_job
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
-from service.tenants.store import Principal
+from service.tenants.admission import Admission
+from service.tenants.auth import Principal
 from service.upstream.fal import FalClient, RequestNotSent
 
 log = structlog.get_logger(__name__)
@@ -42,9 +52,11 @@ class JobService:
         due: DueSchedule,
         fal: FalClient,
         events: JobEvents,
+        admission: Admission,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._admission = admission
         self._settings = settings
         self._store = store
         self._due = due
@@ -60,10 +72,10 @@ class JobService:
             raise NotFound(f"Application '{endpoint_id}' not found", error_type="application_not_found")
         return endpoint
 
-    def validate(self, endpoint: Endpoint, raw: bytes, *, webhook_url: str | None) -> dict[str, Any]:
+    def validate(self, endpoint: Endpoint, raw: bytes, *, webhook_url: str | None) -> TextToVideoInput:
         """Validate body and webhook exactly as fal would, before anything is stored or sent."""
         try:
-            data = normalized_input(parse_input(endpoint, raw))
+            data = parse_input(endpoint, raw)
         except InvalidInputError as exc:
             self._metrics.requests_rejected.labels(reason="invalid_input").inc()
             raise InvalidRequest(exc.detail) from None
@@ -76,56 +88,78 @@ class JobService:
                 )
         return data
 
+    def check_policy(self, principal: Principal, endpoint: Endpoint, data: TextToVideoInput) -> None:
+        """Refuse a request outside the tenant's policy, naming the rule; nothing is recorded or sent."""
+        violation = check_request(principal.tenant.policy, endpoint.id, data)
+        if violation is not None:
+            self._metrics.requests_rejected.labels(reason=f"policy_{violation.rule}").inc()
+            raise PolicyDenied(violation.rule, violation.message, field=violation.field)
+
     async def submit(  # noqa: PLR0913 - mirrors fal's submit: endpoint, body, webhook, headers, query
         self,
         principal: Principal,
         endpoint: Endpoint,
-        data: dict[str, Any],
+        data: TextToVideoInput,
         *,
         mode: JobMode,
         webhook_url: str | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
     ) -> Job:
-        """Record the job, then submit it upstream. Errors that prove fal never accepted it are raised."""
-        now = self._clock()
+        """Admit, record, then submit upstream. Errors that prove fal never accepted the job are raised."""
         job = Job(
             request_id=str(uuid.uuid4()),
             tenant_id=principal.tenant_id,
             endpoint_id=endpoint.id,
             mode=mode,
-            input=data,
-            created_at=now,
+            input=normalized_input(data),
+            created_at=self._clock(),
             webhook_url=webhook_url,
+            tenant_uid=principal.tenant.uid,
         )
-        # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
-        await self._due.schedule(job.request_id, self._ms(now + self._submit_grace()))
-        await self._store.create(job)
         structlog.contextvars.bind_contextvars(request_id=job.request_id)
         try:
-            submitted = await self._fal.submit(endpoint, data, headers=headers or {}, query=query or {})
+            await self._admission.admit(
+                principal.tenant_id, principal.tenant.policy, job.request_id, extra_lease_seconds=self._submit_grace()
+            )
+        except TooManyRequests as exc:
+            self._metrics.requests_rejected.labels(reason=exc.rule).inc()
+            raise
+        try:
+            # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
+            await self._due.schedule(job.request_id, self._ms(job.created_at + self._submit_grace()))
+            await self._store.create(job)
+            submitted = await self._fal.submit(endpoint, job.input, headers=headers or {}, query=query or {})
         except UpstreamError as exc:
             await self._fail_submit(job, exc)
             raise
-        job.state, job.upstream_id, job.queue_position = (
-            JobState.IN_QUEUE,
-            submitted.upstream_id,
-            submitted.queue_position,
-        )
-        applied = await self._store.update(
-            job.request_id, state=job.state, upstream_id=job.upstream_id, queue_position=job.queue_position
-        )
-        await self._due.schedule(job.request_id, self._ms(self._clock() + self._settings.tracker_poll_initial_seconds))
-        self._metrics.jobs_submitted.labels(endpoint=endpoint.id, mode=mode.value).inc()
-        log.info("job_submitted", endpoint=endpoint.id, mode=mode.value, tenant_id=principal.tenant_id)
-        if not applied:  # cancelled (or otherwise finished) while the submit was in flight
-            await self._fal.cancel(endpoint, submitted.upstream_id)
+        except BaseException:
+            await self._admission.release(job.tenant_id, job.request_id)
+            raise
+        await self._submitted(job, endpoint, submitted.upstream_id, submitted.queue_position)
         return job
 
+    async def _submitted(self, job: Job, endpoint: Endpoint, upstream_id: str, position: int | None) -> None:
+        job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
+        await self._store.update(job.request_id, state=job.state, upstream_id=upstream_id, queue_position=position)
+        await self._due.schedule(job.request_id, self._ms(self._clock() + self._settings.tracker_poll_initial_seconds))
+        self._metrics.jobs_submitted.labels(endpoint=endpoint.id, mode=job.mode.value).inc()
+        log.info("job_submitted", endpoint=endpoint.id, mode=job.mode.value, tenant_id=job.tenant_id)
+        current = await self._store.get(job.request_id)
+        if current is not None and current.cancel_requested:  # cancelled while the submit was in flight
+            await self._fal.cancel(endpoint, upstream_id)
+            await self._due.schedule(job.request_id, self._ms(self._clock()))
+
     async def get(self, principal: Principal, app: str, request_id: str) -> Job:
-        """The tenant's own job. Another tenant's id is indistinguishable from an unknown one."""
+        """The tenant's own job. Another tenant's id (or a deleted namesake's) is indistinguishable from an unknown
+        one."""
         job = await self._store.get(request_id) if _plausible_id(request_id) else None
-        if job is None or job.tenant_id != principal.tenant_id or app_of(job.endpoint_id) != app:
+        if (
+            job is None
+            or job.tenant_id != principal.tenant_id
+            or (job.tenant_uid is not None and job.tenant_uid != principal.tenant.uid)
+            or app_of(job.endpoint_id) != app
+        ):
             raise NotFound("Request not found", error_type="request_not_found")
         return job
 
@@ -185,6 +219,7 @@ class JobService:
             error_body=exc.body(),
         )
         await self._due.finish(job.request_id)
+        await self._admission.release(job.tenant_id, job.request_id)
 
     def _submit_grace(self) -> float:
         return self._settings.upstream_submit_timeout_seconds + self._settings.tracker_lease_seconds

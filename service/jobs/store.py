@@ -28,6 +28,24 @@ class JobStore:
             # Unfinished jobs keep the full retention too, so a job no tracker ever reaches cannot live forever.
             pipe.expire(key, self._retention)
             await pipe.execute()
+        # The tenant's history index lives in the tenant's slot, so it is a separate (non-transactional) write.
+        history = keys.tenant_requests(job.tenant_id)
+        created_ms = int(job.created_at * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(history, {job.request_id: created_ms})
+            pipe.zremrangebyscore(history, "-inf", created_ms - self._retention * 1000)
+            pipe.expire(history, self._retention)
+            await pipe.execute()
+
+    async def history(self, tenant_id: str, *, limit: int, before_ms: int | None) -> list[Job]:
+        """The tenant's requests, newest first, that still exist (records expire on their own)."""
+        upper = f"({before_ms}" if before_ms is not None else "+inf"
+        ids = cast(
+            "list[str]",
+            await self._redis.zrevrangebyscore(keys.tenant_requests(tenant_id), upper, "-inf", start=0, num=limit),
+        )
+        jobs = [await self.get(rid) for rid in ids]
+        return [job for job in jobs if job is not None]
 
     async def get(self, request_id: str) -> Job | None:
         raw = cast("dict[str, str]", await self._redis.hgetall(keys.job(request_id)))

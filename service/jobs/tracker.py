@@ -21,6 +21,7 @@ from service.domain.jobs import Job, JobState, Outcome, poll_delay
 from service.errors import UpstreamError
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
+from service.tenants.admission import Admission
 from service.upstream.fal import FalClient, UpstreamStatus, is_transient
 
 log = structlog.get_logger(__name__)
@@ -36,9 +37,11 @@ class JobTracker:
         store: JobStore,
         due: DueSchedule,
         fal: FalClient,
+        admission: Admission,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._admission = admission
         self._s = settings
         self._store = store
         self._due = due
@@ -94,8 +97,11 @@ class JobTracker:
 
     async def _step(self, request_id: str) -> None:
         job = await self._store.get(request_id)
-        if job is None or job.done:
+        if job is None:
             await self._due.finish(request_id)
+            return
+        if job.done:
+            await self._finished(job)
             return
         if job.state is JobState.SUBMITTING or job.upstream_id is None:
             await self._check_stalled_submit(job)
@@ -124,6 +130,7 @@ class JobTracker:
         if state is JobState.IN_PROGRESS and job.started_at is None:
             values["started_at"] = self._clock()
         await self._store.update(job.request_id, **values)
+        await self._admission.renew(job.tenant_id, job.request_id)
         await self._reschedule(job.request_id, self._delay(polls))
 
     async def _finish(self, job: Job, status: UpstreamStatus) -> None:
@@ -156,7 +163,7 @@ class JobTracker:
                 error_body=result.body,
                 **common,
             )
-        await self._due.finish(job.request_id)
+        await self._finished(job)
         if completed:
             self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=outcome.value).inc()
             log.info("job_completed", outcome=outcome.value, tenant_id=job.tenant_id)
@@ -199,10 +206,15 @@ class JobTracker:
             error_status=status_code,
             error_body={"detail": message, "error_type": error_type},
         )
-        await self._due.finish(job.request_id)
+        await self._finished(job)
         if completed:
             self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=Outcome.ERROR.value).inc()
             log.warning("job_failed", error_type=error_type, tenant_id=job.tenant_id)
+
+    async def _finished(self, job: Job) -> None:
+        """A finished job leaves the schedule and frees its concurrency slot (both idempotent)."""
+        await self._due.finish(job.request_id)
+        await self._admission.release(job.tenant_id, job.request_id)
 
     def _delay(self, polls: int) -> float:
         return poll_delay(

@@ -1,23 +1,47 @@
-"""Operator API for tenants and keys (``/admin``), guarded by the admin token."""
+"""Operator API (``/admin``, admin token): tenants, keys, request history and the audit log; and the tenant's own
+view of itself (``/v1/me``, tenant key)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Controller, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
-from pydantic import BaseModel, Field
+from litestar.params import FromPath, FromQuery, JSONBody
 
-from service.domain.apikeys import is_valid_tenant_id
-from service.errors import InvalidRequest
-from service.tenants.auth import requires_admin
+from service.audit import Actor, AuditLog, token_fingerprint
+from service.config import Settings
+from service.domain.jobs import Job
+from service.domain.tenants import TenantCreate, iso
+from service.errors import InvalidRequest, NotFound
+from service.http import client_address
+from service.jobs.store import JobStore
+from service.tenants.admission import Admission
+from service.tenants.auth import Principal, requires_admin
+from service.tenants.schemas import (
+    AuditEntry,
+    AuditPage,
+    IssuedKeyOut,
+    KeyCreate,
+    KeyList,
+    KeyOut,
+    KeyRotate,
+    MeOut,
+    RequestPage,
+    RequestSummary,
+    RotatedKeyOut,
+    TenantDeleted,
+    TenantDetail,
+    TenantList,
+    TenantOut,
+    UsageOut,
+)
 from service.tenants.store import TenantStore
 
-
-class TenantCreate(BaseModel):
-    id: str = Field(description="Tenant id: lowercase letters, digits, '-' and '_', at most 63 characters")
-    name: str = Field(min_length=1, max_length=200)
+AnyRequest = Request[Any, Any, Any]
+TENANT = "/tenants/{tenant_id:str}"
+MAX_ACTOR_LENGTH = 200
 
 
 class AdminController(Controller):
@@ -27,23 +51,217 @@ class AdminController(Controller):
 
     @post("/tenants", status_code=201)
     async def create_tenant(
-        self, data: JSONBody[TenantCreate], tenants: NamedDependency[TenantStore]
-    ) -> dict[str, Any]:
-        if not is_valid_tenant_id(data.id):
-            raise InvalidRequest(
-                [
-                    {
-                        "type": "string_pattern_mismatch",
-                        "loc": ["body", "id"],
-                        "msg": "Tenant id must match ^[a-z0-9][a-z0-9_-]{0,62}$",
-                        "input": data.id,
-                    }
-                ]
-            )
-        tenant = await tenants.create_tenant(data.id, data.name)
-        return {"id": tenant.id, "name": tenant.name, "disabled": tenant.disabled, "created_at": tenant.created_at}
+        self,
+        request: AnyRequest,
+        data: JSONBody[TenantCreate],
+        tenants: NamedDependency[TenantStore],
+        audit: NamedDependency[AuditLog],
+        settings: NamedDependency[Settings],
+    ) -> TenantOut:
+        tenant = await tenants.create_tenant(data)
+        await audit.record(_actor(request, settings), "tenant.create", tenant.id, data.model_dump(mode="json"))
+        return TenantOut.of(tenant)
 
-    @post("/tenants/{tenant_id:str}/keys", status_code=201)
-    async def create_key(self, tenant_id: FromPath[str], tenants: NamedDependency[TenantStore]) -> dict[str, str]:
-        issued = await tenants.create_key(tenant_id)
-        return {"key_id": issued.key_id, "key": issued.token}
+    @get("/tenants")
+    async def list_tenants(self, tenants: NamedDependency[TenantStore]) -> TenantList:
+        return TenantList(tenants=[TenantOut.of(t) for t in await tenants.list_tenants()])
+
+    @get(TENANT)
+    async def show_tenant(
+        self, tenant_id: FromPath[str], tenants: NamedDependency[TenantStore], admission: NamedDependency[Admission]
+    ) -> TenantDetail:
+        tenant = await tenants.require_tenant(tenant_id)
+        usage = await admission.usage(tenant_id)
+        return TenantDetail(
+            **TenantOut.of(tenant).model_dump(),
+            usage=UsageOut(requests_last_minute=usage.requests_last_minute, in_flight=usage.in_flight),
+        )
+
+    @patch(TENANT)
+    async def update_tenant(
+        self,
+        request: AnyRequest,
+        tenant_id: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+        tenants: NamedDependency[TenantStore],
+        audit: NamedDependency[AuditLog],
+        settings: NamedDependency[Settings],
+    ) -> TenantOut:
+        tenant = await tenants.update_tenant(tenant_id, data)
+        await audit.record(_actor(request, settings), "tenant.update", tenant_id, {"patch": data})
+        return TenantOut.of(tenant)
+
+    @delete(TENANT, status_code=200)
+    async def delete_tenant(
+        self,
+        request: AnyRequest,
+        tenant_id: FromPath[str],
+        tenants: NamedDependency[TenantStore],
+        audit: NamedDependency[AuditLog],
+        settings: NamedDependency[Settings],
+    ) -> TenantDeleted:
+        deleted = await tenants.delete_tenant(tenant_id)
+        await audit.record(_actor(request, settings), "tenant.delete", tenant_id, {"deleted_keys": deleted})
+        return TenantDeleted(id=tenant_id, deleted_keys=deleted)
+
+    @post(f"{TENANT}/keys", status_code=201)
+    async def create_key(
+        self,
+        request: AnyRequest,
+        tenant_id: FromPath[str],
+        tenants: NamedDependency[TenantStore],
+        audit: NamedDependency[AuditLog],
+        settings: NamedDependency[Settings],
+        data: JSONBody[KeyCreate | None] = None,
+    ) -> IssuedKeyOut:
+        """The body is optional: no body means an unnamed key that never expires."""
+        body = data or KeyCreate()
+        expires = _future_timestamp(body.expires_at, tenants.now())
+        issued, record = await tenants.create_key(tenant_id, name=body.name, expires_at=expires)
+        await audit.record(
+            _actor(request, settings),
+            "key.create",
+            f"{tenant_id}/{issued.key_id}",
+            {"name": body.name, "expires_at": iso(expires)},
+        )
+        return IssuedKeyOut(**KeyOut.of(record, tenants.now()).model_dump(), key=issued.token)
+
+    @get(f"{TENANT}/keys")
+    async def list_keys(self, tenant_id: FromPath[str], tenants: NamedDependency[TenantStore]) -> KeyList:
+        now = tenants.now()
+        return KeyList(keys=[KeyOut.of(r, now) for r in await tenants.list_keys(tenant_id)])
+
+    @delete(f"{TENANT}/keys/{{key_id:str}}", status_code=200)
+    async def revoke_key(
+        self,
+        request: AnyRequest,
+        tenant_id: FromPath[str],
+        key_id: FromPath[str],
+        tenants: NamedDependency[TenantStore],
+        audit: NamedDependency[AuditLog],
+        settings: NamedDependency[Settings],
+    ) -> KeyOut:
+        record = await tenants.revoke_key(tenant_id, key_id)
+        await audit.record(_actor(request, settings), "key.revoke", f"{tenant_id}/{key_id}")
+        return KeyOut.of(record, tenants.now())
+
+    @post(f"{TENANT}/keys/{{key_id:str}}/rotate", status_code=201)
+    async def rotate_key(
+        self,
+        request: AnyRequest,
+        tenant_id: FromPath[str],
+        key_id: FromPath[str],
+        data: JSONBody[KeyRotate],
+        tenants: NamedDependency[TenantStore],
+        audit: NamedDependency[AuditLog],
+        settings: NamedDependency[Settings],
+    ) -> RotatedKeyOut:
+        issued, new, old = await tenants.rotate_key(tenant_id, key_id, grace_seconds=data.grace_seconds, name=data.name)
+        await audit.record(
+            _actor(request, settings),
+            "key.rotate",
+            f"{tenant_id}/{key_id}",
+            {"successor": issued.key_id, "grace_seconds": data.grace_seconds},
+        )
+        now = tenants.now()
+        return RotatedKeyOut(**KeyOut.of(new, now).model_dump(), key=issued.token, previous=KeyOut.of(old, now))
+
+    @get(f"{TENANT}/requests")
+    async def tenant_requests(
+        self,
+        tenant_id: FromPath[str],
+        job_store: NamedDependency[JobStore],
+        limit: FromQuery[int] = 50,
+        before: FromQuery[int | None] = None,
+    ) -> RequestPage:
+        """The tenant's request history, newest first; kept after the tenant is deleted, until it expires."""
+        jobs = await job_store.history(tenant_id, limit=max(1, min(limit, 500)), before_ms=before)
+        cursor = str(int(jobs[-1].created_at * 1000)) if len(jobs) == limit else None
+        return RequestPage(requests=[_summary(j) for j in jobs], next=cursor)
+
+    @get("/requests/{request_id:str}")
+    async def show_request(self, request_id: FromPath[str], job_store: NamedDependency[JobStore]) -> dict[str, Any]:
+        """The whole job record: input, status, logs, result or error."""
+        job = await job_store.get(request_id)
+        if job is None:
+            raise NotFound("Request not found", error_type="request_not_found")
+        return {
+            **_summary(job).model_dump(),
+            "input": job.input,
+            "logs": job.logs,
+            "result": job.result,
+            "error": job.error,
+            "error_status": job.error_status,
+            "error_body": job.error_body,
+            "webhook_url": job.webhook_url,
+            "inference_time": job.inference_time,
+        }
+
+    @get("/audit")
+    async def audit_log(
+        self, audit: NamedDependency[AuditLog], limit: FromQuery[int] = 100, before: FromQuery[str | None] = None
+    ) -> AuditPage:
+        entries, cursor = await audit.read(limit=max(1, min(limit, 1000)), before=before)
+        return AuditPage(entries=[AuditEntry.model_validate(e) for e in entries], next=cursor)
+
+
+class SelfServiceController(Controller):
+    path = "/v1"
+    tags = ["tenant"]  # noqa: RUF012
+
+    @get("/me")
+    async def me(self, principal: NamedDependency[Principal], admission: NamedDependency[Admission]) -> MeOut:
+        """The calling tenant's own policy, limits and current usage (never another tenant's)."""
+        usage = await admission.usage(principal.tenant_id)
+        tenant = principal.tenant
+        return MeOut(
+            id=tenant.id,
+            name=tenant.name,
+            key_id=principal.key_id,
+            policy=tenant.policy,
+            metadata=tenant.metadata,
+            usage=UsageOut(requests_last_minute=usage.requests_last_minute, in_flight=usage.in_flight),
+        )
+
+
+def _actor(request: AnyRequest, settings: Settings) -> Actor:
+    token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
+    return Actor(
+        source=client_address(request.scope, settings.trusted_proxy_hops),
+        user_agent=request.headers.get("user-agent"),
+        operator=(request.headers.get("x-gateway-actor") or "")[:MAX_ACTOR_LENGTH] or None,
+        token_fingerprint=token_fingerprint(token) if token else None,
+    )
+
+
+def _future_timestamp(moment: datetime | None, now: float) -> float | None:
+    """An expiry as epoch seconds; a time without an offset is UTC, and one in the past is refused."""
+    if moment is None:
+        return None
+    timestamp = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if timestamp <= now:
+        raise InvalidRequest(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ["body", "expires_at"],
+                    "msg": "expires_at must be in the future",
+                    "input": moment.isoformat(),
+                }
+            ]
+        )
+    return timestamp
+
+
+def _summary(job: Job) -> RequestSummary:
+    return RequestSummary(
+        request_id=job.request_id,
+        tenant_id=job.tenant_id,
+        endpoint_id=job.endpoint_id,
+        mode=job.mode.value,
+        status=job.state.value,
+        outcome=job.outcome.value if job.outcome else None,
+        error_type=job.error_type,
+        created_at=iso(job.created_at),
+        completed_at=iso(job.completed_at),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,19 @@ I2V_INPUT: dict[str, Any] = {"prompt": "a cat waves", "image_url": "https://exam
 T2V_INPUT: dict[str, Any] = {"prompt": "a red fox in snow"}
 
 
+class ShiftableClock:
+    """Wall-clock time plus an offset a test can move forward (key expiry, grace periods) without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @dataclass
 class Gateway:
     client: httpx.AsyncClient
@@ -34,11 +48,12 @@ class Gateway:
     settings: Settings
     metrics: Metrics
     redis: Redis
+    clock: ShiftableClock
     keys: dict[str, str] = field(default_factory=dict)
 
     async def key_for(self, tenant_id: str) -> str:
-        """Create the tenant (once) and a fresh key for it through the admin API."""
-        if tenant_id not in self.keys:
+        """Create the tenant unless it exists, and a fresh key for it, through the admin API."""
+        if (await self.client.get(f"/admin/tenants/{tenant_id}", headers=self.admin)).status_code == 404:
             created = await self.client.post(
                 "/admin/tenants", json={"id": tenant_id, "name": tenant_id.title()}, headers=self.admin
             )
@@ -123,10 +138,11 @@ def settings(redis_url: str) -> Settings:
 @pytest.fixture
 async def gateway(redis_client: Redis, sim: SimulatorState, settings: Settings) -> AsyncIterator[Gateway]:
     metrics = Metrics()
+    clock = ShiftableClock()
     transport = in_process_transport(create_simulator_app(sim))
-    app = create_app(settings, redis=redis_client, upstream_transport=transport, metrics=metrics)
+    app = create_app(settings, redis=redis_client, upstream_transport=transport, metrics=metrics, clock=clock)
     async with serve_in_process(app) as client:
-        yield Gateway(client=client, sim=sim, settings=settings, metrics=metrics, redis=redis_client)
+        yield Gateway(client=client, sim=sim, settings=settings, metrics=metrics, redis=redis_client, clock=clock)
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -57,10 +58,12 @@ async def test_only_a_hash_of_the_secret_is_stored(gateway: Gateway) -> None:
     key = await gateway.key_for("acme")
     key_id, secret = key.split(":")
     assert key_id.startswith("sgw_")
-    stored = await gateway.redis.get(keys.api_key(key_id))
-    assert stored is not None
-    assert secret not in stored
-    assert "secret_hash" in json.loads(stored)
+    stored = await gateway.redis.hgetall(keys.api_key(key_id))
+    assert stored
+    assert all(secret not in value for value in stored.values())
+    assert json.loads(stored["secret_hash"]) == hashlib.sha256(secret.encode()).hexdigest()
+    everything = [await gateway.redis.dump(k) for k in await gateway.redis.keys("*")]
+    assert all(secret.encode() not in (blob or b"") for blob in everything), "the secret is nowhere in Redis"
 
 
 async def test_unknown_endpoint_is_404_and_reaches_nothing(gateway: Gateway) -> None:

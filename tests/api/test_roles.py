@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.config import Settings
+from service.domain.tenants import TenantCreate
+from service.events import EventBus
 from service.http import in_process_transport
 from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorState
@@ -70,11 +72,10 @@ async def test_worker_role_serves_no_tenant_or_admin_routes(gateway: Gateway, se
 async def test_a_separate_worker_completes_jobs_an_api_only_replica_accepted(
     redis_client: Redis, sim: SimulatorState, settings: Settings
 ) -> None:
-    key = (
-        await TenantStore(redis_client).create_tenant("acme", "Acme"),
-        await TenantStore(redis_client).create_key("acme"),
-    )
-    headers = {"Authorization": f"Key {key[1].token}"}
+    tenants = TenantStore(redis_client, EventBus(redis_client))
+    await tenants.create_tenant(TenantCreate(id="acme", name="Acme"))
+    issued, _ = await tenants.create_key("acme")
+    headers = {"Authorization": f"Key {issued.token}"}
     transport = in_process_transport(create_simulator_app(sim))
     api_only = create_app(
         settings.model_copy(update={"tracker_enabled": False}), redis=redis_client, upstream_transport=transport

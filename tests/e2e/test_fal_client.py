@@ -69,10 +69,20 @@ def test_killing_the_gateway_mid_flight_loses_no_job(processes: Processes) -> No
 def test_no_secret_appears_in_the_logs(processes: Processes) -> None:
     key = processes.new_key("secrets")
     processes.fal_client("run", key)
+    key_id = key.split(":")[0]
+    rotated = processes.admin("POST", f"/admin/tenants/secrets/keys/{key_id}/rotate", json={"grace_seconds": 0})
+    successor = rotated.json()["key"]
+    processes.fal_client("run", successor)
+    processes.admin("DELETE", f"/admin/tenants/secrets/keys/{successor.split(':')[0]}")
+    wrong_secret = f"{key_id}:{'w' * 43}"
+    assert processes.fal_client("bad_key", wrong_secret)["status_code"] == 401
+    assert processes.fal_client("bad_key", successor)["status_code"] == 401
     text = processes.log_text()
     assert "http_request" in text, "the logs were captured"
-    for secret in (key, key.split(":")[1], SIM_KEY, ADMIN):
+    assert "/admin/tenants/{tenant_id}/keys/{key_id}/rotate" in text
+    for secret in (key, successor, wrong_secret, SIM_KEY, ADMIN):
         assert secret not in text
+        assert secret.split(":")[-1] not in text
 
 
 def json_ids(ids: list[str]) -> str:

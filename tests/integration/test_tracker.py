@@ -20,6 +20,7 @@ from service.metrics import Metrics
 from service.simulator.app import create_simulator_app
 from service.simulator.faults import FaultRule
 from service.simulator.state import SimulatorConfig, SimulatorState
+from service.tenants.admission import Admission
 from service.upstream.fal import FalClient
 
 
@@ -48,7 +49,13 @@ class Rig:
 
     def tracker(self) -> JobTracker:
         return JobTracker(
-            settings=self.settings, store=self.store, due=self.due, fal=self.fal, metrics=self.metrics, clock=self.clock
+            settings=self.settings,
+            store=self.store,
+            due=self.due,
+            fal=self.fal,
+            admission=Admission(self.redis, lease_seconds=120, clock=self.clock),
+            metrics=self.metrics,
+            clock=self.clock,
         )
 
     async def recorded_job(self, rid: str, *, upstream_id: str | None = None) -> Job:

@@ -17,7 +17,9 @@ from service.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PolicyDenied,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UpstreamError,
     UpstreamRejected,
@@ -42,7 +44,7 @@ REQUEST_ERRORS: list[tuple[type[GatewayError], int, str]] = [
     (UpstreamTimeout, 504, "upstream_timeout"),
 ]
 # Errors with their own rendering, tested separately below.
-SPECIAL_ERRORS: set[type[GatewayError]] = {InvalidRequest, UpstreamRejected}
+SPECIAL_ERRORS: set[type[GatewayError]] = {InvalidRequest, UpstreamRejected, PolicyDenied, TooManyRequests}
 
 # The tree drawn in the module docstring.
 PARENTS: dict[type[GatewayError], type[Exception]] = {
@@ -50,6 +52,8 @@ PARENTS: dict[type[GatewayError], type[Exception]] = {
     InvalidRequest: GatewayError,
     Unauthorized: GatewayError,
     Forbidden: GatewayError,
+    PolicyDenied: Forbidden,
+    TooManyRequests: GatewayError,
     NotFound: GatewayError,
     BadRequest: GatewayError,
     Conflict: GatewayError,
@@ -241,3 +245,29 @@ def test_upstream_rejected_status_does_not_leak_into_the_class() -> None:
     UpstreamRejected(418, {"detail": "teapot"})
 
     assert UpstreamRejected.status_code == 502
+
+
+def test_policy_denied_names_the_rule_and_field() -> None:
+    error = PolicyDenied("max_resolution", "Resolution 1080p exceeds 720p", field="resolution")
+    assert error.status_code == 403
+    assert error.body() == {
+        "detail": "Resolution 1080p exceeds 720p (policy: max_resolution)",
+        "error_type": "policy_violation",
+        "rule": "max_resolution",
+        "field": "resolution",
+    }
+    assert error.response_headers() == {HEADER: "policy_violation"}
+    assert "field" not in PolicyDenied("allowed_endpoints", "no").body()
+
+
+@pytest.mark.parametrize(("retry_after", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (59.5, "60")])
+def test_too_many_requests_rounds_retry_after_up_to_whole_seconds(retry_after: float, header: str) -> None:
+    error = TooManyRequests("slow down", retry_after=retry_after, rule="requests_per_minute")
+    assert error.status_code == 429
+    assert error.response_headers() == {HEADER: "rate_limited", "Retry-After": header}
+    assert error.body() == {
+        "detail": "slow down",
+        "error_type": "rate_limited",
+        "rule": "requests_per_minute",
+        "retry_after": int(header),
+    }

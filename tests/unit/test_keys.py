@@ -16,12 +16,18 @@ ID_KEYS: list[tuple[Callable[[str], str], str]] = [
     (keys.tenant, "gw:v1:tenant:{abc123}"),
     (keys.api_key, "gw:v1:apikey:{abc123}"),
     (keys.job, "gw:v1:job:{abc123}"),
+    (keys.tenant_keys, "gw:v1:tenant:{abc123}:keys"),
+    (keys.tenant_requests, "gw:v1:tenant:{abc123}:requests"),
+    (keys.rate_window, "gw:v1:tenant:{abc123}:rate"),
+    (keys.inflight, "gw:v1:tenant:{abc123}:inflight"),
 ]
 # Builders of fixed keys.
 FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
     (keys.tenant_index, "gw:v1:tenants"),
     (keys.tracker_due, "gw:v1:tracker:due"),
     (keys.job_events_channel, "gw:v1:events:job"),
+    (keys.auth_events_channel, "gw:v1:events:auth"),
+    (keys.audit_log, "gw:v1:audit"),
 ]
 IDS = ["abc123", "t-1", "sgw_abcdefghij0123456789", "req_01HZX:9", "with space", "ümlaut"]
 
@@ -46,7 +52,7 @@ def public_builders() -> set[str]:
 
 
 def test_every_key_builder_is_covered_by_these_tests() -> None:
-    covered = {f.__name__ for f, _ in ID_KEYS} | {f.__name__ for f, _ in FIXED_KEYS}
+    covered = {f.__name__ for f, _ in ID_KEYS} | {f.__name__ for f, _ in FIXED_KEYS} | {"auth_failures"}
 
     assert public_builders() == covered
 
@@ -68,7 +74,7 @@ def test_id_keys_are_prefixed_and_hash_tag_the_id(
     key = builder(identifier)
 
     assert key.startswith(PREFIX)
-    assert key.endswith("{" + identifier + "}")
+    assert "{" + identifier + "}" in key
     assert hash_tag(key) == identifier
     assert key.count("{") == 1
 
@@ -114,3 +120,18 @@ def test_different_ids_give_different_keys() -> None:
 )
 def test_hash_tag_helper_follows_redis_rules(key: str, tag: str | None) -> None:
     assert hash_tag(key) == tag
+
+
+def test_auth_failure_keys_are_tagged_by_source_and_windowed() -> None:
+    assert keys.auth_failures("10.0.0.1", 29_000_000) == "gw:v1:authfail:{10.0.0.1}:29000000"
+
+
+def test_a_tenants_keys_share_one_cluster_slot() -> None:
+    tenant_keys = [
+        keys.tenant("acme"),
+        keys.tenant_keys("acme"),
+        keys.tenant_requests("acme"),
+        keys.rate_window("acme"),
+        keys.inflight("acme"),
+    ]
+    assert {hash_tag(k) for k in tenant_keys} == {"acme"}

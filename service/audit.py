@@ -1,0 +1,69 @@
+"""The audit log of admin actions (who, what, when), kept in a capped Redis stream and read through the admin API.
+
+"Who" is what the gateway can know about an admin caller: the source address, the user agent, the operator name
+the CLI sends in ``X-Gateway-Actor`` (self-declared, for humans), and a short fingerprint of the admin token used
+(a hash prefix: it identifies which token without revealing it). Details never contain secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from service import keys
+from service.domain.tenants import iso
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    source: str
+    user_agent: str | None
+    operator: str | None
+    token_fingerprint: str | None
+
+
+def token_fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class AuditLog:
+    def __init__(self, redis: Redis, *, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+        self._redis = redis
+        self._max = max_entries
+        self._clock = clock
+
+    async def record(self, actor: Actor, action: str, target: str, details: dict[str, Any] | None = None) -> None:
+        entry = {
+            "at": repr(self._clock()),
+            "action": action,
+            "target": target,
+            "actor": json.dumps(asdict(actor)),
+            "details": json.dumps(details or {}),
+        }
+        await self._redis.xadd(keys.audit_log(), cast("dict[Any, Any]", entry), maxlen=self._max, approximate=True)
+
+    async def read(self, *, limit: int, before: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. Returns the entries and the cursor for the next (older) page, if there may be one."""
+        upper = f"({before}" if before else "+"
+        rows = cast(
+            "list[tuple[str, dict[str, str]]]",
+            await self._redis.xrevrange(keys.audit_log(), max=upper, min="-", count=limit),
+        )
+        entries = [
+            {
+                "id": entry_id,
+                "at": iso(float(fields["at"])),
+                "action": fields["action"],
+                "target": fields["target"],
+                "actor": json.loads(fields["actor"]),
+                "details": json.loads(fields["details"]),
+            }
+            for entry_id, fields in rows
+        ]
+        return entries, rows[-1][0] if len(rows) == limit else None

@@ -1,0 +1,67 @@
+"""Per-tenant policy: what a tenant may request, and the check that names the rule a request breaks (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.domain.endpoints import ENDPOINTS
+from service.domain.schemas import Resolution, TextToVideoInput
+
+RESOLUTION_RANK = {Resolution.P480: 0, Resolution.P720: 1, Resolution.P1080: 2}
+
+
+class TenantPolicy(BaseModel):
+    """Limits on one tenant. Every field left out (or null) means "no limit"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allowed_endpoints: list[str] | None = Field(default=None, description="Endpoint ids this tenant may call")
+    max_resolution: Resolution | None = None
+    max_duration: int | None = Field(default=None, ge=4, le=12, description="Longest duration in seconds")
+    allow_audio: bool | None = Field(default=None, description="false: requests must set generate_audio false")
+    requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000, description="Most unfinished jobs at once")
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _known_endpoints(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = sorted(set(value) - set(ENDPOINTS))
+        if unknown:
+            raise ValueError(f"unknown endpoint ids: {', '.join(unknown)}")
+        return sorted(set(value))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyViolation:
+    """A request outside the tenant's policy: which rule, which input field (if any), and why."""
+
+    rule: str
+    message: str
+    field: str | None = None
+
+
+def check_request(policy: TenantPolicy, endpoint_id: str, data: TextToVideoInput) -> PolicyViolation | None:
+    """The first rule the request breaks, or None. Rate and concurrency are enforced at admission, not here."""
+    if policy.allowed_endpoints is not None and endpoint_id not in policy.allowed_endpoints:
+        return PolicyViolation("allowed_endpoints", f"This tenant may not call '{endpoint_id}'")
+    if policy.max_resolution is not None and RESOLUTION_RANK[data.resolution] > RESOLUTION_RANK[policy.max_resolution]:
+        return PolicyViolation(
+            "max_resolution",
+            f"Resolution {data.resolution.value} exceeds this tenant's maximum of {policy.max_resolution.value}",
+            "resolution",
+        )
+    if policy.max_duration is not None and data.duration_seconds > policy.max_duration:
+        return PolicyViolation(
+            "max_duration",
+            f"Duration {data.duration_seconds}s exceeds this tenant's maximum of {policy.max_duration}s",
+            "duration",
+        )
+    if policy.allow_audio is False and data.generate_audio:
+        return PolicyViolation(
+            "allow_audio", 'This tenant may not generate audio; send "generate_audio": false', "generate_audio"
+        )
+    return None

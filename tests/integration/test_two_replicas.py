@@ -1,0 +1,159 @@
+"""Two gateway app instances sharing one real Redis: revocation reaches both within a second despite their auth
+caches, rotation grace holds on both, and rate and concurrency limits hold across them exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.app import Deps, create_app
+from service.config import Settings
+from service.http import in_process_transport
+from service.simulator.app import create_simulator_app
+from service.simulator.state import SimulatorState
+from tests.api.conftest import T2V, ShiftableClock, fast_settings, fast_simulator, serve_in_process
+
+ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
+
+
+@dataclass
+class Pair:
+    a: httpx.AsyncClient
+    b: httpx.AsyncClient
+    deps: list[Deps]
+    sim: SimulatorState
+    clock: ShiftableClock
+
+    @property
+    def both(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        return self.a, self.b
+
+    async def tenant(self, **policy: Any) -> str:
+        created = await self.a.post(
+            "/admin/tenants", json={"id": "acme", "name": "Acme", "policy": policy}, headers=ADMIN
+        )
+        assert created.status_code == 201, created.text
+        key: str = (await self.a.post("/admin/tenants/acme/keys", headers=ADMIN)).json()["key"]
+        return key
+
+
+@pytest.fixture
+async def pair(redis_client: Redis, redis_url: str) -> AsyncIterator[Pair]:
+    sim = fast_simulator()
+    sim.configure(processing_seconds=30)
+    clock = ShiftableClock()
+    settings: Settings = fast_settings(redis_url, trusted_proxy_hops=1, auth_cache_seconds=60)
+    apps = [
+        create_app(
+            settings,
+            redis=redis_client,
+            clock=clock,
+            upstream_transport=in_process_transport(create_simulator_app(sim)),
+        )
+        for _ in range(2)
+    ]
+    async with AsyncExitStack() as stack:
+        a, b = [await stack.enter_async_context(serve_in_process(app)) for app in apps]
+        deps: list[Deps] = [app.state.deps for app in apps]
+        for d in deps:
+            assert await d.bus.wait_connected(5)
+        yield Pair(a, b, deps, sim, clock)
+
+
+async def _me(client: httpx.AsyncClient, key: str) -> int:
+    return (await client.get("/v1/me", headers={"Authorization": f"Key {key}"})).status_code
+
+
+async def test_a_revoked_key_is_refused_by_both_replicas_within_one_second(pair: Pair) -> None:
+    key = await pair.tenant()
+    key_id = key.split(":")[0]
+    assert [await _me(c, key) for c in pair.both] == [200, 200]
+    assert all(d.auth._keys.get(key_id) is not None for d in pair.deps), "both replicas answer from their cache"
+
+    revoked_at = time.monotonic()
+    assert (await pair.a.delete(f"/admin/tenants/acme/keys/{key_id}", headers=ADMIN)).status_code == 200
+    refused_after: dict[str, float] = {}
+    while len(refused_after) < 2 and time.monotonic() - revoked_at < 1.0:
+        for name, client in (("a", pair.a), ("b", pair.b)):
+            if name not in refused_after and await _me(client, key) == 401:
+                refused_after[name] = time.monotonic() - revoked_at
+        await asyncio.sleep(0.01)
+    assert set(refused_after) == {"a", "b"}, refused_after
+    assert max(refused_after.values()) < 1.0
+
+
+async def test_disabling_a_tenant_reaches_both_replicas(pair: Pair) -> None:
+    key = await pair.tenant()
+    assert [await _me(c, key) for c in pair.both] == [200, 200]
+    await pair.b.patch("/admin/tenants/acme", json={"disabled": True}, headers=ADMIN)
+
+    async def both_refuse() -> bool:
+        return [await _me(c, key) for c in pair.both] == [403, 403]
+
+    deadline = time.monotonic() + 1.0
+    while not await both_refuse():
+        assert time.monotonic() < deadline, "not refused by both within one second"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_rotated_key_works_on_both_during_the_grace_period_and_on_neither_after(pair: Pair) -> None:
+    old = await pair.tenant()
+    rotated = await pair.b.post(
+        f"/admin/tenants/acme/keys/{old.split(':')[0]}/rotate", json={"grace_seconds": 300}, headers=ADMIN
+    )
+    new = rotated.json()["key"]
+    assert [await _me(c, k) for c in pair.both for k in (old, new)] == [200, 200, 200, 200]
+    pair.clock.advance(301)
+    assert [await _me(c, old) for c in pair.both] == [401, 401]
+    assert [await _me(c, new) for c in pair.both] == [200, 200]
+
+
+async def _storm(pair: Pair, key: str, count: int) -> list[int]:
+    headers = {"Authorization": f"Key {key}"}
+
+    async def one(n: int) -> int:
+        client = pair.a if n % 2 else pair.b
+        return (await client.post(f"/queue/{T2V}", json={"prompt": f"p{n}"}, headers=headers)).status_code
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def test_a_rate_limit_of_20_admits_exactly_20_of_200_concurrent_requests_over_both(pair: Pair) -> None:
+    codes = await _storm(pair, await pair.tenant(requests_per_minute=20), 200)
+    assert codes.count(200) == 20
+    assert codes.count(429) == 180
+    assert pair.sim.stats()["calls"]["submit"] == 20
+
+
+async def test_a_concurrency_limit_of_20_admits_exactly_20_of_200_concurrent_requests_over_both(pair: Pair) -> None:
+    codes = await _storm(pair, await pair.tenant(max_concurrent=20), 200)
+    assert codes.count(200) == 20
+    assert codes.count(429) == 180
+    assert pair.sim.stats()["calls"]["submit"] == 20
+
+
+async def test_failed_authentication_is_limited_per_source_across_replicas(pair: Pair) -> None:
+    key = await pair.tenant()
+    bad = {"Authorization": "Key sgw_aaaaaaaaaaaaaaaaaaaa:" + "x" * 43}
+    attacker = {**bad, "X-Forwarded-For": "203.0.113.5"}
+    limit = 30
+    codes = [
+        (await (pair.a if n % 2 else pair.b).get("/v1/me", headers=attacker)).status_code for n in range(limit + 2)
+    ]
+    assert codes[:limit] == [401] * limit
+    assert codes[limit:] == [429, 429]
+    blocked = await pair.a.get("/v1/me", headers=attacker)
+    assert blocked.json()["error_type"] == "auth_rate_limited"
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
+    other_source = await pair.b.get("/v1/me", headers={**bad, "X-Forwarded-For": "198.51.100.7"})
+    assert other_source.status_code == 401
+    valid = await pair.b.get("/v1/me", headers={"Authorization": f"Key {key}", "X-Forwarded-For": "203.0.113.5"})
+    assert valid.status_code == 200, "only failed attempts are limited"

@@ -1,4 +1,5 @@
-"""The ``seedance-gateway`` command: ``serve``, ``worker``, ``simulator`` and ``dev`` (the quick start)."""
+"""The ``seedance-gateway`` command: ``serve``, ``worker``, ``simulator``, ``dev`` (the quick start), ``openapi``,
+and the operator commands ``tenants`` and ``keys``."""
 
 from __future__ import annotations
 
@@ -10,12 +11,36 @@ import uvicorn
 from litestar import Litestar
 from pydantic import ValidationError
 
+from service.admin_cli import register as register_admin_commands
 from service.app import create_app
 from service.config import Settings
 from service.logging import configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "handler", None):  # the operator commands (tenants, keys)
+        return int(args.handler(args))
+    try:
+        if args.command == "simulator":
+            return _simulator(args)
+        if args.command == "openapi":
+            from service.openapi import render_openapi  # noqa: PLC0415 - builds the whole app; only here
+
+            sys.stdout.write(render_openapi())
+            return 0
+        if args.command == "dev":
+            from service.devserver import run_dev  # noqa: PLC0415 - dev-only imports stay out of serve
+
+            return run_dev(state_dir=args.state_dir, tls=not args.no_tls)
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"seedance-gateway: invalid configuration:\n{exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    return _serve(args, settings)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seedance-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="Run the gateway (API + job tracker) from GATEWAY_* settings")
@@ -33,21 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="Quick start: embedded Redis, simulator upstream, TLS and a demo tenant")
     dev.add_argument("--state-dir", default=".seedance-dev", help="Where the dev CA and certificate are written")
     dev.add_argument("--no-tls", action="store_true", help="Serve plain HTTP (fal_client needs TLS)")
-    args = parser.parse_args(argv)
+    sub.add_parser("openapi", help="Print the gateway's OpenAPI document (JSON)")
+    register_admin_commands(sub)
+    return parser
 
-    try:
-        if args.command == "simulator":
-            return _simulator(args)
-        if args.command == "dev":
-            from service.devserver import run_dev  # noqa: PLC0415 - dev-only imports stay out of serve
 
-            return run_dev(state_dir=args.state_dir, tls=not args.no_tls)
-        settings = Settings()
-        if args.command == "serve" and args.simulator:
-            settings = settings.model_copy(update={"simulator": True})
-    except ValidationError as exc:
-        print(f"seedance-gateway: invalid configuration:\n{exc}", file=sys.stderr)  # noqa: T201
-        return 2
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """``serve`` and ``worker``: validate the configuration, then run until stopped."""
+    if args.command == "serve" and args.simulator:
+        settings = settings.model_copy(update={"simulator": True})
     problem = _serve_problem(settings)
     if problem:
         print(f"seedance-gateway: {problem}", file=sys.stderr)  # noqa: T201

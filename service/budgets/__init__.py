@@ -1,0 +1,1 @@
+"""Cost budgets: reservation, settlement, usage and pricing adapters."""

@@ -20,7 +20,13 @@ from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from service.audit import AuditLog
+from service.budgets.controller import BudgetAdminController, EstimateController
+from service.budgets.ledger import BudgetLedger, ProbeMode
+from service.budgets.media import MediaProbe
+from service.budgets.reconciler import Reconciler
+from service.budgets.usage import BudgetReader
 from service.config import Settings
+from service.domain.pricing import PriceTable
 from service.events import EventBus
 from service.health import healthz, metrics_endpoint, readyz
 from service.http import client_address, exception_handler, in_process_transport, request_context_middleware
@@ -49,6 +55,9 @@ class Deps:
     auth: Authenticator
     admission: Admission
     audit: AuditLog
+    ledger: BudgetLedger
+    budgets: BudgetReader
+    reconciler: Reconciler
     jobs: JobService
     store: JobStore
     due: DueSchedule
@@ -82,28 +91,40 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         r = redis if redis is not None else connect(settings)
         http = _http_client(settings, upstream)
-        deps = _build_deps(settings, r, http, metrics, clock)
+        # Media is fetched without the fal key: result URLs may point anywhere, and credentials must not follow.
+        media = httpx.AsyncClient(transport=upstream.transport, follow_redirects=False)
+        deps = _build_deps(settings, r, http=http, media=media, upstream=upstream, metrics=metrics, clock=clock)
         app.state.deps = deps
         app.state.redis = r
         stop = asyncio.Event()
         events_task = asyncio.create_task(deps.bus.run())
         tracker_task = asyncio.create_task(deps.tracker.run(stop)) if settings.tracker_enabled else None
+        reconcile_task = asyncio.create_task(deps.reconciler.run(stop)) if settings.tracker_enabled else None
         try:
             yield
         finally:
             stop.set()
-            if tracker_task is not None:
-                await asyncio.wait({tracker_task}, timeout=10)
+            background = {t for t in (tracker_task, reconcile_task) if t is not None}
+            if background:
+                await asyncio.wait(background, timeout=10)
             events_task.cancel()
             with suppress(asyncio.CancelledError):
                 await events_task
             await http.aclose()
+            await media.aclose()
             if redis is None:
                 await r.aclose()
 
     handlers: list[ControllerRouterHandler] = [healthz, readyz, metrics_endpoint]
     if serve_api:
-        handlers += [QueueController, RunController, AdminController, SelfServiceController]
+        handlers += [
+            QueueController,
+            RunController,
+            AdminController,
+            SelfServiceController,
+            EstimateController,
+            BudgetAdminController,
+        ]
     if upstream.mount is not None:
         handlers.append(upstream.mount)
     return Litestar(
@@ -119,6 +140,8 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             "job_store": _from_deps("store"),
             "admission": _from_deps("admission"),
             "audit": _from_deps("audit"),
+            "ledger": _from_deps("ledger"),
+            "budgets": _from_deps("budgets"),
             "principal": Provide(_provide_principal),
         },
         middleware=[request_context_middleware(metrics)],
@@ -129,8 +152,15 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
     )
 
 
-def _build_deps(
-    settings: Settings, r: Redis, http: httpx.AsyncClient, metrics: Metrics, clock: Callable[[], float]
+def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
+    settings: Settings,
+    r: Redis,
+    *,
+    http: httpx.AsyncClient,
+    media: httpx.AsyncClient,
+    upstream: Upstream,
+    metrics: Metrics,
+    clock: Callable[[], float],
 ) -> Deps:
     fal = FalClient(
         http,
@@ -143,6 +173,27 @@ def _build_deps(
     due = DueSchedule(r)
     admission = Admission(r, lease_seconds=settings.concurrency_lease_seconds, clock=clock)
     tenants = TenantStore(r, bus, clock=clock)
+    probe = MediaProbe(
+        media,
+        max_bytes=settings.media_probe_max_bytes,
+        timeout=settings.media_probe_timeout_seconds,
+        allow_private=settings.media_probe_allow_private,
+        trusted_origins={_origin(upstream.base_url)},
+    )
+    ledger = BudgetLedger(
+        r,
+        prices=PriceTable(
+            audio_micros_per_million_tokens=settings.price_audio_micros_per_million_tokens,
+            silent_micros_per_million_tokens=settings.price_silent_micros_per_million_tokens,
+            fps=settings.video_fps,
+        ),
+        probe=probe,
+        probe_mode=ProbeMode(settings.settle_probe),
+        ledger_retention_seconds=settings.ledger_retention_seconds,
+        metrics=metrics,
+        clock=clock,
+    )
+    budgets = BudgetReader(r, metrics=metrics, clock=clock)
     jobs = JobService(
         settings=settings,
         store=store,
@@ -150,11 +201,29 @@ def _build_deps(
         fal=fal,
         events=JobEvents(bus),
         admission=admission,
+        ledger=ledger,
+        budgets=budgets,
         metrics=metrics,
         clock=clock,
     )
     tracker = JobTracker(
-        settings=settings, store=store, due=due, fal=fal, admission=admission, metrics=metrics, clock=clock
+        settings=settings,
+        store=store,
+        due=due,
+        fal=fal,
+        admission=admission,
+        ledger=ledger,
+        metrics=metrics,
+        clock=clock,
+    )
+    reconciler = Reconciler(
+        r,
+        ledger=ledger,
+        reader=budgets,
+        jobs=store,
+        tenants=tenants,
+        interval_seconds=settings.budget_reconcile_interval_seconds,
+        extend_seconds=settings.reservation_ttl_seconds,
     )
     return Deps(
         redis=r,
@@ -163,11 +232,21 @@ def _build_deps(
         auth=Authenticator(r, tenants, bus, metrics=metrics, settings=settings, clock=clock),
         admission=admission,
         audit=AuditLog(r, max_entries=settings.audit_max_entries, clock=clock),
+        ledger=ledger,
+        budgets=budgets,
+        reconciler=reconciler,
         jobs=jobs,
         store=store,
         due=due,
         tracker=tracker,
     )
+
+
+def _origin(url: str) -> str:
+    parts = httpx.URL(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port is not None and parts.port != default else ""
+    return f"{parts.scheme}://{parts.host}{port}"
 
 
 def _http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:

@@ -60,6 +60,31 @@ class Settings(BaseSettings):
     watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
     webhook_allow_private: bool = Field(default=False, description="Allow webhooks to private/loopback addresses.")
 
+    # Pricing and budgets (money is integer micro-USD)
+    price_audio_micros_per_million_tokens: int = Field(default=2_400_000, gt=0)
+    price_silent_micros_per_million_tokens: int = Field(default=1_200_000, gt=0)
+    video_fps: int = Field(default=24, gt=0)
+    reservation_ttl_seconds: float = Field(
+        default=6 * 3600,
+        gt=0,
+        description="When an open reservation is checked against its job by the reconciler (and extended if running).",
+    )
+    ledger_retention_seconds: int = Field(
+        default=400 * 24 * 3600,
+        ge=0,
+        description="How long budget periods, ledgers and breakdowns are kept after their last charge.",
+    )
+    budget_reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    settle_probe: str = Field(
+        default="auto",
+        pattern="^(auto|always|never)$",
+        description="When to read the "
+        "produced size from the video's MP4 header: auto (aspect_ratio auto only), always, never.",
+    )
+    media_probe_timeout_seconds: float = Field(default=5.0, gt=0)
+    media_probe_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    media_probe_allow_private: bool = Field(default=False, description="Allow probing media on private addresses.")
+
     # Job tracker
     tracker_enabled: bool = Field(default=True, description="Run the job tracker inside `serve`.")
     tracker_poll_initial_seconds: float = Field(default=0.5, gt=0)

@@ -14,6 +14,7 @@ fal has two error shapes, and every error the gateway returns uses one of them:
         - PolicyDenied (403)        the request is outside the tenant's policy; the body names the rule
       + NotFound (404)              unknown endpoint, unknown request id, another tenant's request id
       + BadRequest (400)
+      + BudgetExceeded (402)        the request's estimate does not fit the tenant's budget; the body says why
       + Conflict (409)
       + PayloadTooLarge (413)
       + TooManyRequests (429)       rate or concurrency limit, or too many failed authentications; Retry-After
@@ -92,6 +93,31 @@ class PolicyDenied(Forbidden):
         if self.field is not None:
             body["field"] = self.field
         return body
+
+
+class BudgetExceeded(GatewayError):
+    """402: spent + reserved + this request's estimate would exceed the limit. Nothing was reserved or sent."""
+
+    status_code = 402
+    error_type = "budget_exceeded"
+
+    def __init__(self, *, limit: int, spent: int, reserved: int, estimate: int, period_end: str | None) -> None:
+        remaining = max(0, limit - spent - reserved)
+        super().__init__(
+            f"Budget exceeded: this request's estimate of {estimate} micro-USD does not fit the remaining "
+            f"{remaining} of {limit} (spent {spent}, reserved {reserved})"
+        )
+        self.amounts = {
+            "limit_micros": limit,
+            "spent_micros": spent,
+            "reserved_micros": reserved,
+            "estimate_micros": estimate,
+            "remaining_micros": remaining,
+            "period_end": period_end,
+        }
+
+    def body(self) -> Any:
+        return {"detail": self.message, "error_type": self.error_type, **self.amounts}
 
 
 class NotFound(GatewayError):

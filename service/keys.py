@@ -7,7 +7,16 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:tenant:{<tid>}:requests``   ZSET of the tenant's request ids by creation time (operator history)
 - ``gw:v1:tenant:{<tid>}:rate``       ZSET sliding window of admitted requests (requests per minute)
 - ``gw:v1:tenant:{<tid>}:inflight``   ZSET of unfinished request ids, scored by their lease expiry
+- ``gw:v1:tenant:{<tid>}:budget:<p>`` HASH ``spent`` / ``reserved`` micro-USD of budget period ``p``
+- ``gw:v1:tenant:{<tid>}:resv``       HASH request id -> ``<reserved micros>:<period>`` of open reservations
+- ``gw:v1:tenant:{<tid>}:resv:exp``   ZSET request id -> reservation expiry (ms), for reconciliation
+- ``gw:v1:tenant:{<tid>}:charges:<p>`` HASH request id -> settled charge (JSON): the ledger, one entry per request
+- ``gw:v1:tenant:{<tid>}:charges:<p>:idx`` ZSET request id -> settlement time (ms), to page the ledger
+- ``gw:v1:tenant:{<tid>}:breakdown:<p>`` HASH ``<endpoint>|<resolution>|<audio>`` -> micros (and ``...|count``)
+- ``gw:v1:tenant:{<tid>}:alerts:<p>`` HASH alert name -> time it fired (one event per period)
 - ``gw:v1:tenants``                   SET of tenant ids
+- ``gw:v1:budget:tenants``            SET of tenant ids that ever reserved (the reconciler's work list)
+- ``gw:v1:budget:reconcile-lock``     one replica reconciles at a time
 - ``gw:v1:apikey:{<key_id>}``         API key record (hash; holds only a hash of the secret)
 - ``gw:v1:authfail:{<source>}:<n>``   failed authentications from one source in minute ``n``
 - ``gw:v1:audit``                     stream of admin actions
@@ -41,6 +50,42 @@ def rate_window(tenant_id: str) -> str:
 
 def inflight(tenant_id: str) -> str:
     return f"{tenant(tenant_id)}:inflight"
+
+
+def budget(tenant_id: str, period_id: str) -> str:
+    return f"{tenant(tenant_id)}:budget:{period_id}"
+
+
+def reservations(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:resv"
+
+
+def reservation_expiry(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:resv:exp"
+
+
+def charges(tenant_id: str, period_id: str) -> str:
+    return f"{tenant(tenant_id)}:charges:{period_id}"
+
+
+def charges_index(tenant_id: str, period_id: str) -> str:
+    return f"{charges(tenant_id, period_id)}:idx"
+
+
+def breakdown(tenant_id: str, period_id: str) -> str:
+    return f"{tenant(tenant_id)}:breakdown:{period_id}"
+
+
+def budget_alerts(tenant_id: str, period_id: str) -> str:
+    return f"{tenant(tenant_id)}:alerts:{period_id}"
+
+
+def budget_tenants() -> str:
+    return f"{PREFIX}:budget:tenants"
+
+
+def reconcile_lock() -> str:
+    return f"{PREFIX}:budget:reconcile-lock"
 
 
 def auth_failures(source: str, window: int) -> str:

@@ -1,7 +1,8 @@
 """Every Prometheus metric the gateway exports, declared once per app on its own registry. No logic here.
 
-Labels are bounded: endpoint ids (two), outcomes, operations and status classes. Tenant ids are not used as
-labels here because their number is not bounded by the gateway.
+Labels are bounded: endpoint ids (two), outcomes, operations and status classes. Budget metrics carry a ``tenant``
+label, because per-tenant spend is what operators chart; tenants are created by operators, so that set is
+bounded by them (dozens, not millions).
 """
 
 from __future__ import annotations
@@ -52,6 +53,36 @@ class Metrics:
             "Delay between a job's due time and its poll",
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.budget_spent = Gauge(
+            "gateway_budget_spent_micros", "Settled spend in the current budget period", ["tenant"], registry=r
+        )
+        self.budget_reserved = Gauge(
+            "gateway_budget_reserved_micros", "Open reservations in the current budget period", ["tenant"], registry=r
+        )
+        self.budget_remaining = Gauge(
+            "gateway_budget_remaining_micros",
+            "Limit minus spent minus reserved (tenants with a budget)",
+            ["tenant"],
+            registry=r,
+        )
+        self.charges_micros = Counter(
+            "gateway_charges_micros_total", "Settled charges", ["tenant", "endpoint"], registry=r
+        )
+        self.budget_rejections = Counter(
+            "gateway_budget_rejections_total", "Requests refused with 402", ["tenant"], registry=r
+        )
+        self.budget_alerts = Counter(
+            "gateway_budget_alerts_total",
+            "Budget thresholds crossed (once per period each)",
+            ["tenant", "alert"],
+            registry=r,
+        )
+        self.reservations_reconciled = Counter(
+            "gateway_budget_reservations_reconciled_total",
+            "Expired reservations resolved by the reconciler",
+            ["outcome"],
+            registry=r,
         )
         self.tracker_backlog = Gauge(
             "gateway_tracker_backlog_jobs", "Unfinished jobs on the tracker's schedule", registry=r

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ POLICY_FLAGS = (
     "requests_per_minute",
     "max_concurrent",
 )
+BUDGET_FLAGS = {
+    "budget_limit_usd": "limit_micros",
+    "budget_soft_limit_usd": "soft_limit_micros",
+    "budget_period": "period",
+}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 
@@ -52,6 +58,18 @@ def assignment(text: str) -> Assignment:
             f"the value of {path} is not JSON: {raw!r} (quote strings: {path}='\"{raw}\"'; null removes the field)"
         ) from None
     return Assignment(parts, value)
+
+
+def usd_micros(text: str) -> int:
+    """argparse type of a USD amount (``50``, ``12.5``, ``0.000001``), converted exactly to integer micro-USD."""
+    try:
+        amount = Decimal(text.strip().removeprefix("$"))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a USD amount: {text!r}") from None
+    micros = amount * 1_000_000
+    if not amount.is_finite() or micros < 0 or micros != micros.to_integral_value():
+        raise argparse.ArgumentTypeError(f"not a non-negative USD amount with at most 6 decimals: {text!r}")
+    return int(micros)
 
 
 def meta(text: str) -> tuple[str, str]:
@@ -125,6 +143,12 @@ def tenant_body(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any
         value = getattr(args, field)
         if value is not None:
             set_path(body, ("policy", field), value)
+    for flag, field in BUDGET_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            set_path(body, ("budget", field), value)
+    if getattr(args, "no_budget", False):
+        body["budget"] = None
     for key, value in args.meta or ():
         set_path(body, ("metadata", key), value)
     for item in args.set or ():

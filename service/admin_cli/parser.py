@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TypeAlias
 
 from service.admin_cli import commands
-from service.admin_cli.bodies import assignment, duration, expiry, meta
+from service.admin_cli.bodies import assignment, duration, expiry, meta, usd_micros
 from service.admin_cli.runner import DEFAULT_URL, run
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # noqa: SLF001 - argparse has no public name for it
@@ -89,6 +89,7 @@ def _tenant_flags(parser: argparse.ArgumentParser) -> None:
         "--enabled", dest="disabled", action="store_const", const=False, default=None, help="accept them"
     )
     _policy_flags(parser.add_argument_group("policy (left out: no limit; remove one with --set policy.NAME=null)"))
+    _budget_flags(parser.add_argument_group("budget (money in USD, stored as integer micro-USD)"))
     body = parser.add_argument_group("any field")
     body.add_argument("--meta", type=meta, action="append", metavar="KEY=VALUE", help="a metadata string")
     body.add_argument(
@@ -99,6 +100,13 @@ def _tenant_flags(parser: argparse.ArgumentParser) -> None:
         help="any field by dotted path, e.g. budget.limit_micros=50000000 or policy.max_duration=null (removes)",
     )
     body.add_argument("--from-json", metavar="FILE", help="start from the JSON object in FILE ('-': stdin)")
+
+
+def _budget_flags(budget: argparse._ArgumentGroup) -> None:
+    budget.add_argument("--budget-limit-usd", type=usd_micros, metavar="USD", help="hard limit per period, e.g. 50")
+    budget.add_argument("--budget-soft-limit-usd", type=usd_micros, metavar="USD", help="alert threshold")
+    budget.add_argument("--budget-period", choices=["day", "week", "month", "total"], help="default: month")
+    budget.add_argument("--no-budget", action="store_true", help="remove the budget (unlimited)")
 
 
 def _policy_flags(policy: argparse._ArgumentGroup) -> None:

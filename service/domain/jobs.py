@@ -56,6 +56,7 @@ class Job:
     inference_time: float | None = None
     webhook_url: str | None = None
     tenant_uid: str | None = None
+    estimate_micros: int | None = None
     cancel_requested: bool = False
     polls: int = 0
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.domain.apikeys import TENANT_ID_RE
+from service.domain.budgets import Budget
 from service.domain.policy import TenantPolicy
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -24,6 +25,7 @@ class TenantSpec(BaseModel):
     disabled: bool = False
     policy: TenantPolicy = Field(default_factory=TenantPolicy)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form tags, at most 16 KiB of JSON")
+    budget: Budget | None = Field(default=None, description="Spending limit; none means unlimited")
 
     @field_validator("metadata")
     @classmethod

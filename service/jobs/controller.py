@@ -43,7 +43,7 @@ class QueueController(Controller):
     ) -> Response[Any]:
         job = await _admit_and_submit(request, fal_path, jobs, principal, JobMode.QUEUE, fal_webhook)
         urls = job_urls(_base_url(request, settings), app_of(job.endpoint_id), job.request_id)
-        return _json(submit_payload(job, urls), 200, job.request_id)
+        return _json(submit_payload(job, urls), 200, job.request_id, _cost_header(job))
 
     @get("/{fal_path:path}")
     async def read(
@@ -102,7 +102,7 @@ class RunController(Controller):
                 headers={"x-fal-request-id": job.request_id},
             )
         answer = result_response(final)
-        return _json(answer.body, answer.status_code, job.request_id, answer.headers)
+        return _json(answer.body, answer.status_code, job.request_id, {**answer.headers, **_cost_header(job)})
 
 
 async def _admit_and_submit(
@@ -148,6 +148,11 @@ def _json(body: Any, status: int, request_id: FromPath[str], headers: dict[str, 
         media_type="application/json",
         headers={"x-fal-request-id": request_id, **(headers or {})},
     )
+
+
+def _cost_header(job: Job) -> dict[str, str]:
+    """The estimate reserved for an accepted request (micro-USD)."""
+    return {"x-gateway-cost-micros": str(job.estimate_micros)} if job.estimate_micros is not None else {}
 
 
 def _base_url(request: AnyRequest, settings: NamedDependency[Settings]) -> str:

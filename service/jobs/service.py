@@ -11,6 +11,9 @@ from typing import Any
 
 import structlog
 
+from service import keys
+from service.budgets.ledger import BudgetLedger
+from service.budgets.usage import BudgetReader, tenant_period
 from service.config import Settings
 from service.domain.endpoints import Endpoint, app_of, find_endpoint
 from service.domain.jobs import Job, JobMode, JobState, Outcome
@@ -19,6 +22,7 @@ from service.domain.schemas import InvalidInputError, TextToVideoInput, normaliz
 from service.domain.urls import url_problem
 from service.errors import (
     BadRequest,
+    BudgetExceeded,
     InvalidRequest,
     NotFound,
     PolicyDenied,
@@ -29,7 +33,7 @@ from service.errors import (
 from service.jobs.events import JobEvents, watch_job
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
-from service.tenants.admission import Admission
+from service.tenants.admission import Admission, Reservation
 from service.tenants.auth import Principal
 from service.upstream.fal import FalClient, RequestNotSent
 
@@ -53,10 +57,15 @@ class JobService:
         fal: FalClient,
         events: JobEvents,
         admission: Admission,
+        ledger: BudgetLedger,
+        budgets: BudgetReader,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._admission = admission
+        self._ledger = ledger
+        self._budgets = budgets
+        self._budget_tenants: set[str] = set()
         self._settings = settings
         self._store = store
         self._due = due
@@ -106,7 +115,9 @@ class JobService:
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
     ) -> Job:
-        """Admit, record, then submit upstream. Errors that prove fal never accepted the job are raised."""
+        """Admit (rate, concurrency and budget at once), record, then submit upstream. Errors that prove fal never
+        accepted the job are raised, and everything admission took is given back."""
+        quote = self._ledger.estimate(data)
         job = Job(
             request_id=str(uuid.uuid4()),
             tenant_id=principal.tenant_id,
@@ -116,15 +127,10 @@ class JobService:
             created_at=self._clock(),
             webhook_url=webhook_url,
             tenant_uid=principal.tenant.uid,
+            estimate_micros=quote.cost_micros,
         )
         structlog.contextvars.bind_contextvars(request_id=job.request_id)
-        try:
-            await self._admission.admit(
-                principal.tenant_id, principal.tenant.policy, job.request_id, extra_lease_seconds=self._submit_grace()
-            )
-        except TooManyRequests as exc:
-            self._metrics.requests_rejected.labels(reason=exc.rule).inc()
-            raise
+        await self._admit(principal, job)
         try:
             # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
             await self._due.schedule(job.request_id, self._ms(job.created_at + self._submit_grace()))
@@ -134,10 +140,52 @@ class JobService:
             await self._fail_submit(job, exc)
             raise
         except BaseException:
-            await self._admission.release(job.tenant_id, job.request_id)
+            await self._give_back(job)
             raise
         await self._submitted(job, endpoint, submitted.upstream_id, submitted.queue_position)
         return job
+
+    async def _admit(self, principal: Principal, job: Job) -> None:
+        tenant = principal.tenant
+        window = tenant_period(tenant, job.created_at)
+        estimate = job.estimate_micros or 0
+        reservation = Reservation(
+            estimate_micros=estimate,
+            period=window,
+            limit_micros=tenant.budget.limit_micros if tenant.budget else None,
+            expires_at_ms=self._ms(job.created_at + self._settings.reservation_ttl_seconds),
+        )
+        try:
+            admitted = await self._admission.admit(
+                tenant.id,
+                tenant.policy,
+                job.request_id,
+                extra_lease_seconds=self._submit_grace(),
+                reservation=reservation,
+            )
+        except TooManyRequests as exc:
+            self._metrics.requests_rejected.labels(reason=exc.rule).inc()
+            raise
+        except BudgetExceeded:
+            self._metrics.requests_rejected.labels(reason="budget").inc()
+            self._metrics.budget_rejections.labels(tenant=tenant.id).inc()
+            log.info("budget_rejected", tenant_id=tenant.id, estimate_micros=estimate)
+            raise
+        await self._track_budget_tenant(tenant.id)
+        committed = admitted.spent_micros + admitted.reserved_micros
+        await self._budgets.after_reservation(
+            tenant, window, committed_before=committed - estimate, committed_after=committed
+        )
+
+    async def _track_budget_tenant(self, tenant_id: str) -> None:
+        if tenant_id not in self._budget_tenants:
+            await self._store.redis.sadd(keys.budget_tenants(), tenant_id)
+            self._budget_tenants.add(tenant_id)
+
+    async def _give_back(self, job: Job) -> None:
+        """Return what admission took for a job that never reached fal: its concurrency slot and its reservation."""
+        await self._admission.release(job.tenant_id, job.request_id)
+        await self._ledger.release(job.tenant_id, job.request_id)
 
     async def _submitted(self, job: Job, endpoint: Endpoint, upstream_id: str, position: int | None) -> None:
         job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
@@ -219,7 +267,7 @@ class JobService:
             error_body=exc.body(),
         )
         await self._due.finish(job.request_id)
-        await self._admission.release(job.tenant_id, job.request_id)
+        await self._give_back(job)
 
     def _submit_grace(self) -> float:
         return self._settings.upstream_submit_timeout_seconds + self._settings.tracker_lease_seconds

@@ -17,6 +17,7 @@ class JobStore:
     """Reads and writes job records. State only moves forward: COMPLETED is final and reached exactly once."""
 
     def __init__(self, redis: Redis, *, retention_seconds: int) -> None:
+        self.redis = redis
         self._redis = redis
         self._retention = retention_seconds
         self._write = load_script(redis, _LUA, "job_write.lua")

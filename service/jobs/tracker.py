@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import structlog
 
+from service.budgets.ledger import BudgetLedger
 from service.config import Settings
 from service.domain.endpoints import find_endpoint
 from service.domain.jobs import Job, JobState, Outcome, poll_delay
@@ -38,10 +41,12 @@ class JobTracker:
         due: DueSchedule,
         fal: FalClient,
         admission: Admission,
+        ledger: BudgetLedger,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._admission = admission
+        self._ledger = ledger
         self._s = settings
         self._store = store
         self._due = due
@@ -142,29 +147,30 @@ class JobTracker:
         except UpstreamError as exc:
             await self._on_poll_error(job, exc)
             return
-        common: dict[str, object] = {
+        values: dict[str, Any] = {
             "completed_at": self._clock(),
             "inference_time": status.inference_time,
             "logs": status.logs or job.logs,
             "queue_position": None,
         }
         if result.ok:
-            completed = await self._store.complete(job.request_id, outcome=Outcome.OK, result=result.body, **common)
-            outcome = Outcome.OK
+            values |= {"outcome": Outcome.OK, "result": result.body}
         else:
             error_type = status.error_type or result.error_type or _error_type_for(result.status_code)
-            outcome = Outcome.CANCELLED if error_type in CANCELLED_ERROR_TYPES else Outcome.ERROR
-            completed = await self._store.complete(
-                job.request_id,
-                outcome=outcome,
-                error=status.error or f"Invalid status code: {result.status_code}",
-                error_type=error_type,
-                error_status=result.status_code,
-                error_body=result.body,
-                **common,
-            )
+            values |= {
+                "outcome": Outcome.CANCELLED if error_type in CANCELLED_ERROR_TYPES else Outcome.ERROR,
+                "error": status.error or f"Invalid status code: {result.status_code}",
+                "error_type": error_type,
+                "error_status": result.status_code,
+                "error_body": result.body,
+            }
+        # Book the money before the job shows COMPLETED, so whoever sees it completed also sees it charged. Both
+        # steps are idempotent: a crash in between makes the next replica repeat them harmlessly.
+        await self._ledger.finish(replace(job, **values))
+        completed = await self._store.complete(job.request_id, **values)
         await self._finished(job)
         if completed:
+            outcome: Outcome = values["outcome"]
             self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=outcome.value).inc()
             log.info("job_completed", outcome=outcome.value, tenant_id=job.tenant_id)
 
@@ -197,6 +203,7 @@ class JobTracker:
         )
 
     async def _complete_error(self, job: Job, status_code: int, message: str, error_type: str) -> None:
+        await self._ledger.release(job.tenant_id, job.request_id)  # fal bills nothing it did not produce
         completed = await self._store.complete(
             job.request_id,
             outcome=Outcome.ERROR,
@@ -212,9 +219,12 @@ class JobTracker:
             log.warning("job_failed", error_type=error_type, tenant_id=job.tenant_id)
 
     async def _finished(self, job: Job) -> None:
-        """A finished job leaves the schedule and frees its concurrency slot (both idempotent)."""
+        """A finished job leaves the schedule, frees its concurrency slot, and is settled (success) or has its
+        reservation released (failure, cancellation). All idempotent, so a replica that takes over repeats them."""
         await self._due.finish(job.request_id)
         await self._admission.release(job.tenant_id, job.request_id)
+        if job.done:  # a job completed by an earlier (possibly interrupted) step: make sure it is booked
+            await self._ledger.finish(job)
 
     def _delay(self, polls: int) -> float:
         return poll_delay(

@@ -1,4 +1,4 @@
-"""Rate and concurrency limits per tenant, holding across replicas: one Lua script per admission decision.
+"""Rate, concurrency and budget admission per tenant, holding across replicas: one Lua script per decision.
 
 The rate limit is a sliding one-minute window of admitted requests. The concurrency limit counts unfinished jobs as
 leases in a ZSET: the tracker renews a job's lease while it follows the job and removes it when the job finishes,
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from service import keys
+from service.domain.budgets import PeriodWindow
 from service.domain.policy import TenantPolicy
-from service.errors import TooManyRequests
+from service.errors import BudgetExceeded, TooManyRequests
 from service.redis_client import load_script
 
 WINDOW_MS = 60_000
@@ -24,6 +25,25 @@ _MESSAGES = {
     "requests_per_minute": "This tenant's limit of {limit} requests per minute is reached",
     "max_concurrent": "This tenant's limit of {limit} concurrent requests is reached",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What to reserve against the tenant's budget: the estimate, the period it is booked to, and the limit
+    (None: unlimited, but still booked so usage is reported)."""
+
+    estimate_micros: int
+    period: PeriodWindow
+    limit_micros: int | None
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The tenant's budget period right after this admission (``reserved`` includes this request)."""
+
+    spent_micros: int
+    reserved_micros: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +59,27 @@ class Admission:
         self._clock = clock
         self._admit = load_script(redis, "service.tenants", "admit.lua")
 
-    async def admit(self, tenant_id: str, policy: TenantPolicy, request_id: str, *, extra_lease_seconds: float) -> None:
-        """Take a rate slot and a concurrency slot for ``request_id``, or raise 429 naming the limit."""
+    async def admit(
+        self,
+        tenant_id: str,
+        policy: TenantPolicy,
+        request_id: str,
+        *,
+        extra_lease_seconds: float,
+        reservation: Reservation,
+    ) -> Admitted:
+        """Take a rate slot, a concurrency slot and the budget reservation for ``request_id`` in one atomic step,
+        or raise 429 / 402 naming what refused it (and take nothing)."""
         lease_ms = self._lease_ms + int(extra_lease_seconds * 1000)
+        limit = -1 if reservation.limit_micros is None else reservation.limit_micros
         result = await self._admit(
-            keys=[keys.rate_window(tenant_id), keys.inflight(tenant_id)],
+            keys=[
+                keys.rate_window(tenant_id),
+                keys.inflight(tenant_id),
+                keys.budget(tenant_id, reservation.period.id),
+                keys.reservations(tenant_id),
+                keys.reservation_expiry(tenant_id),
+            ],
             args=[
                 self._now_ms(),
                 request_id,
@@ -51,13 +87,26 @@ class Admission:
                 policy.max_concurrent or 0,
                 lease_ms,
                 WINDOW_MS,
+                reservation.estimate_micros,
+                limit,
+                reservation.expires_at_ms,
+                reservation.period.id,
             ],
         )
         if int(result[0]) == 1:
-            return
+            return Admitted(spent_micros=int(result[1]), reserved_micros=int(result[2]))
         rule = str(result[1])
-        limit = policy.requests_per_minute if rule == "requests_per_minute" else policy.max_concurrent
-        raise TooManyRequests(_MESSAGES[rule].format(limit=limit), retry_after=int(result[2]) / 1000, rule=rule)
+        if rule == "budget":
+            end = reservation.period.end
+            raise BudgetExceeded(
+                limit=limit,
+                spent=int(result[2]),
+                reserved=int(result[3]),
+                estimate=reservation.estimate_micros,
+                period_end=end.isoformat().replace("+00:00", "Z") if end else None,
+            )
+        limit_of_rule = policy.requests_per_minute if rule == "requests_per_minute" else policy.max_concurrent
+        raise TooManyRequests(_MESSAGES[rule].format(limit=limit_of_rule), retry_after=int(result[2]) / 1000, rule=rule)
 
     async def renew(self, tenant_id: str, request_id: str) -> None:
         """Extend a running job's lease; does nothing for a job that no longer holds one."""

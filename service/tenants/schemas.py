@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.domain.budgets import Budget
 from service.domain.policy import TenantPolicy
 from service.domain.tenants import ApiKeyRecord, Tenant, iso
 
@@ -36,6 +37,7 @@ class TenantOut(BaseModel):
     disabled: bool
     policy: TenantPolicy
     metadata: dict[str, Any]
+    budget: Budget | None
     created_at: str | None
     updated_at: str | None
 
@@ -47,6 +49,7 @@ class TenantOut(BaseModel):
             disabled=tenant.disabled,
             policy=tenant.policy,
             metadata=tenant.metadata,
+            budget=tenant.budget,
             created_at=iso(tenant.created_at),
             updated_at=iso(tenant.updated_at),
         )

@@ -22,7 +22,7 @@ from service.domain.tenants import ApiKeyRecord, KeyState, Tenant, TenantCreate,
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.events import EventBus
 
-_PATCHABLE = ("name", "disabled", "policy", "metadata")
+_PATCHABLE = ("name", "disabled", "policy", "metadata", "budget")
 
 
 class TenantStore:

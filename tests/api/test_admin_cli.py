@@ -568,3 +568,23 @@ def test_set_paths_build_nested_objects_and_refuse_scalars() -> None:
 
 def test_table_pads_columns_and_escapes_control_characters() -> None:
     assert table(["A", "BB"], [["x\ny", None], ["long", True]]) == ["A     BB", "x\\ny  -", "long  true"]
+
+
+def test_budget_flags_set_change_and_remove_a_budget_in_exact_micros(cli: Cli, server: Server) -> None:
+    created = cli("tenants", "create", "cli-budget", "--name", "B", "--budget-limit-usd", "50",
+                  "--budget-soft-limit-usd", "40.000001", "--budget-period", "week")  # fmt: skip
+    assert created.code == 0, created.err
+    budget = admin_get(server, "/admin/tenants/cli-budget")["budget"]
+    assert budget == {"limit_micros": 50_000_000, "soft_limit_micros": 40_000_001, "period": "week"}
+
+    assert cli("tenants", "update", "cli-budget", "--budget-limit-usd", "$75.5").code == 0
+    budget = admin_get(server, "/admin/tenants/cli-budget")["budget"]
+    assert budget == {"limit_micros": 75_500_000, "soft_limit_micros": 40_000_001, "period": "week"}
+
+    assert cli("tenants", "update", "cli-budget", "--no-budget").code == 0
+    assert admin_get(server, "/admin/tenants/cli-budget")["budget"] is None
+
+
+@pytest.mark.parametrize("amount", ["-1", "0.0000001", "abc", "nan"])
+def test_budget_amounts_must_be_exact_non_negative_usd(cli: Cli, amount: str) -> None:
+    assert cli("tenants", "create", "cli-bad-budget", "--name", "B", "--budget-limit-usd", amount).code == 2

@@ -10,9 +10,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from service.budgets.ledger import BudgetLedger, ProbeMode
 from service.config import Settings
 from service.domain.endpoints import TEXT_TO_VIDEO
 from service.domain.jobs import Job, JobMode, JobState, Outcome
+from service.domain.pricing import PriceTable
 from service.http import in_process_transport
 from service.jobs.store import DueSchedule, JobStore
 from service.jobs.tracker import JobTracker
@@ -54,6 +56,15 @@ class Rig:
             due=self.due,
             fal=self.fal,
             admission=Admission(self.redis, lease_seconds=120, clock=self.clock),
+            ledger=BudgetLedger(
+                self.redis,
+                prices=PriceTable(),
+                probe=None,
+                probe_mode=ProbeMode.NEVER,
+                ledger_retention_seconds=0,
+                metrics=self.metrics,
+                clock=self.clock,
+            ),
             metrics=self.metrics,
             clock=self.clock,
         )

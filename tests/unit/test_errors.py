@@ -11,6 +11,7 @@ import pytest
 from service import errors
 from service.errors import (
     BadRequest,
+    BudgetExceeded,
     Conflict,
     Forbidden,
     GatewayError,
@@ -44,7 +45,13 @@ REQUEST_ERRORS: list[tuple[type[GatewayError], int, str]] = [
     (UpstreamTimeout, 504, "upstream_timeout"),
 ]
 # Errors with their own rendering, tested separately below.
-SPECIAL_ERRORS: set[type[GatewayError]] = {InvalidRequest, UpstreamRejected, PolicyDenied, TooManyRequests}
+SPECIAL_ERRORS: set[type[GatewayError]] = {
+    InvalidRequest,
+    UpstreamRejected,
+    PolicyDenied,
+    TooManyRequests,
+    BudgetExceeded,
+}
 
 # The tree drawn in the module docstring.
 PARENTS: dict[type[GatewayError], type[Exception]] = {
@@ -54,6 +61,7 @@ PARENTS: dict[type[GatewayError], type[Exception]] = {
     Forbidden: GatewayError,
     PolicyDenied: Forbidden,
     TooManyRequests: GatewayError,
+    BudgetExceeded: GatewayError,
     NotFound: GatewayError,
     BadRequest: GatewayError,
     Conflict: GatewayError,
@@ -271,3 +279,22 @@ def test_too_many_requests_rounds_retry_after_up_to_whole_seconds(retry_after: f
         "rule": "requests_per_minute",
         "retry_after": int(header),
     }
+
+
+def test_budget_exceeded_states_limit_spent_reserved_and_estimate() -> None:
+    error = BudgetExceeded(
+        limit=1_000_000, spent=600_000, reserved=300_000, estimate=259_200, period_end="2026-12-01T00:00:00Z"
+    )
+    assert error.status_code == 402
+    assert error.body() == {
+        "detail": error.message,
+        "error_type": "budget_exceeded",
+        "limit_micros": 1_000_000,
+        "spent_micros": 600_000,
+        "reserved_micros": 300_000,
+        "estimate_micros": 259_200,
+        "remaining_micros": 100_000,
+        "period_end": "2026-12-01T00:00:00Z",
+    }
+    assert "259200" in error.message
+    assert error.response_headers() == {HEADER: "budget_exceeded"}

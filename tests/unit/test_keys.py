@@ -20,6 +20,8 @@ ID_KEYS: list[tuple[Callable[[str], str], str]] = [
     (keys.tenant_requests, "gw:v1:tenant:{abc123}:requests"),
     (keys.rate_window, "gw:v1:tenant:{abc123}:rate"),
     (keys.inflight, "gw:v1:tenant:{abc123}:inflight"),
+    (keys.reservations, "gw:v1:tenant:{abc123}:resv"),
+    (keys.reservation_expiry, "gw:v1:tenant:{abc123}:resv:exp"),
 ]
 # Builders of fixed keys.
 FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
@@ -28,6 +30,16 @@ FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
     (keys.job_events_channel, "gw:v1:events:job"),
     (keys.auth_events_channel, "gw:v1:events:auth"),
     (keys.audit_log, "gw:v1:audit"),
+    (keys.budget_tenants, "gw:v1:budget:tenants"),
+    (keys.reconcile_lock, "gw:v1:budget:reconcile-lock"),
+]
+# Builders of per-period keys, with the key they must build for tenant "abc123" and period "m2026-11".
+PERIOD_KEYS: list[tuple[Callable[[str, str], str], str]] = [
+    (keys.budget, "gw:v1:tenant:{abc123}:budget:m2026-11"),
+    (keys.charges, "gw:v1:tenant:{abc123}:charges:m2026-11"),
+    (keys.charges_index, "gw:v1:tenant:{abc123}:charges:m2026-11:idx"),
+    (keys.breakdown, "gw:v1:tenant:{abc123}:breakdown:m2026-11"),
+    (keys.budget_alerts, "gw:v1:tenant:{abc123}:alerts:m2026-11"),
 ]
 IDS = ["abc123", "t-1", "sgw_abcdefghij0123456789", "req_01HZX:9", "with space", "ümlaut"]
 
@@ -52,7 +64,12 @@ def public_builders() -> set[str]:
 
 
 def test_every_key_builder_is_covered_by_these_tests() -> None:
-    covered = {f.__name__ for f, _ in ID_KEYS} | {f.__name__ for f, _ in FIXED_KEYS} | {"auth_failures"}
+    covered = (
+        {f.__name__ for f, _ in ID_KEYS}
+        | {f.__name__ for f, _ in FIXED_KEYS}
+        | {"auth_failures"}
+        | {f.__name__ for f, _ in PERIOD_KEYS}
+    )
 
     assert public_builders() == covered
 
@@ -135,3 +152,9 @@ def test_a_tenants_keys_share_one_cluster_slot() -> None:
         keys.inflight("acme"),
     ]
     assert {hash_tag(k) for k in tenant_keys} == {"acme"}
+
+
+@pytest.mark.parametrize(("builder", "expected"), PERIOD_KEYS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_period_keys_live_in_the_tenants_slot(builder: Callable[[str, str], str], expected: str) -> None:
+    assert builder("abc123", "m2026-11") == expected
+    assert hash_tag(expected) == "abc123"

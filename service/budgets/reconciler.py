@@ -1,0 +1,65 @@
+"""The background loop that resolves expired reservations and refreshes per-tenant budget gauges.
+
+Every replica runs it; a short Redis lock makes one of them do each round, and every step it takes is idempotent,
+so two rounds overlapping (a lock that ran out mid-round) cannot charge or release anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import structlog
+from redis.asyncio import Redis
+
+from service import keys
+from service.budgets.ledger import BudgetLedger
+from service.budgets.usage import BudgetReader
+from service.jobs.store import JobStore
+from service.tenants.store import TenantStore
+
+log = structlog.get_logger(__name__)
+
+
+class Reconciler:
+    def __init__(  # noqa: PLR0913 - collaborators and knobs, all explicit
+        self,
+        redis: Redis,
+        *,
+        ledger: BudgetLedger,
+        reader: BudgetReader,
+        jobs: JobStore,
+        tenants: TenantStore,
+        interval_seconds: float,
+        extend_seconds: float,
+    ) -> None:
+        self._redis = redis
+        self._ledger = ledger
+        self._reader = reader
+        self._jobs = jobs
+        self._tenants = tenants
+        self._interval = interval_seconds
+        self._extend = extend_seconds
+        self._owner = uuid.uuid4().hex
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.round()
+            except Exception as exc:
+                log.warning("budget_reconcile_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
+
+    async def round(self) -> int:
+        """One reconciliation round if this replica gets the lock. Returns how many reservations it resolved."""
+        lock_ms = int(max(self._interval, 1.0) * 1000)
+        if not await self._redis.set(keys.reconcile_lock(), self._owner, nx=True, px=lock_ms):
+            return 0
+        resolved = await self._ledger.reconcile(self._jobs.get, extend_seconds=self._extend)
+        if resolved:
+            log.info("budget_reconciled", resolved=resolved)
+        for tenant in await self._tenants.list_tenants():
+            await self._reader.refresh_gauges(tenant)
+        return resolved

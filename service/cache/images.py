@@ -1,0 +1,148 @@
+"""Content hashes of image-to-video inputs (``image_url``, ``end_image_url``) for the result cache key."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from collections.abc import Collection, Mapping
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import httpx
+import structlog
+
+from service.budgets.media import origin_of
+from service.netguard import FetchFailed, Resolver, UnsafeDestination, check_destination, system_resolver
+
+log = structlog.get_logger(__name__)
+
+# Same list as service.netguard's fetch_prefix: the URL is the tenant's, the client's credentials are ours.
+_CREDENTIAL_HEADERS = ("authorization", "cookie")
+
+
+class ImageHasher:
+    """Hashes the bytes behind an image URL, so the cache key follows the image and not the URL that names it.
+
+    The same image under two URLs (a re-signed link, a copy on another CDN) then shares a cache entry, and an image
+    replaced under the same URL does not reuse the old result. Every failure returns None and the caller hashes the
+    URL instead: a content hash only improves the cache, it must never fail a request. URLs go through the SSRF
+    guard (:func:`service.netguard.check_destination`) except for ``trusted_origins``, matched by exact origin as in
+    :class:`service.budgets.media.MediaProbe`. ``data:`` URIs are decoded and hashed locally, never fetched.
+    """
+
+    def __init__(  # noqa: PLR0913 - the fetch bounds are configuration
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_bytes: int = 20 * 1024 * 1024,
+        timeout: float = 10.0,
+        allow_private: bool = False,
+        trusted_origins: Collection[str] = (),
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        self._client = client
+        self._max_bytes = max_bytes
+        self._timeout = timeout
+        self._allow_private = allow_private
+        self._resolver = resolver
+        origins = {entry: origin_of(entry) for entry in trusted_origins}
+        bad = sorted(entry for entry, origin in origins.items() if origin is None)
+        if bad:
+            raise ValueError(f"trusted origins must look like scheme://host[:port]: {bad}")
+        self._trusted = frozenset(origins.values())
+
+    async def digest(self, url: str) -> str | None:
+        """``"sha256:<hex>"`` of the image bytes at ``url`` (or in a ``data:`` URI), or None if they cannot be read."""
+        try:
+            if url[:5].lower() == "data:":
+                return f"sha256:{hashlib.sha256(self._decode_data_uri(url)).hexdigest()}"
+            async with asyncio.timeout(self._timeout):
+                return await self._fetch_digest(url)
+        except TimeoutError:
+            _warn(f"no complete answer within {self._timeout:g} s", url)
+        except (UnsafeDestination, FetchFailed) as exc:
+            _warn(str(exc), url)
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            # The class name only: httpx messages can quote the URL, and signed URLs carry tokens.
+            _warn(f"transport error ({type(exc).__name__})", url)
+        return None
+
+    async def digests(self, urls: Mapping[str, str]) -> dict[str, str]:
+        """The digests of several named URLs, fetched concurrently; a name whose image cannot be read is left out."""
+        names = list(urls)
+        results = await asyncio.gather(*(self.digest(urls[name]) for name in names))
+        return {name: result for name, result in zip(names, results, strict=True) if result is not None}
+
+    def _decode_data_uri(self, url: str) -> bytes:
+        header, comma, payload = url[5:].partition(",")
+        if not comma:
+            raise FetchFailed("malformed data URI (no comma)")
+        if header.lower().endswith(";base64"):
+            # Checked before decoding: n bytes never take more than ceil(n / 3) * 4 characters of padded base64.
+            if len(payload) > -(-self._max_bytes // 3) * 4:
+                raise FetchFailed(f"image larger than {self._max_bytes} bytes")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except binascii.Error:
+                raise FetchFailed("malformed data URI (invalid base64)") from None
+        else:
+            data = unquote_to_bytes(payload)  # RFC 2397 without ;base64: percent-encoded bytes
+        if len(data) > self._max_bytes:
+            raise FetchFailed(f"image larger than {self._max_bytes} bytes")
+        if not data:
+            raise FetchFailed("empty image")
+        return data
+
+    async def _fetch_digest(self, url: str) -> str:
+        allow_private = self._allow_private or origin_of(url) in self._trusted
+        await check_destination(url, allow_private=allow_private, resolver=self._resolver)
+        # identity: the hash is of the image, and decompression is unbounded (a small body can inflate to gigabytes).
+        request = self._client.build_request("GET", url, headers={"Accept-Encoding": "identity"})
+        # The URL is not ours: the credentials the client carries by default (an upstream API key, cookies) stay home.
+        for name in _CREDENTIAL_HEADERS:
+            request.headers.pop(name, None)
+        response = await self._client.send(request, stream=True, follow_redirects=False, auth=None)
+        try:
+            if 300 <= response.status_code < 400:
+                raise FetchFailed(f"redirect refused (HTTP {response.status_code})")
+            # 200 only: without a Range request, a 206 would be a part of the image and hash to a wrong key.
+            if response.status_code != 200:
+                raise FetchFailed(f"HTTP {response.status_code}")
+            if response.headers.get("content-encoding", "identity").strip().lower() not in {"", "identity"}:
+                raise FetchFailed("compressed response refused")
+            if _declared_length(response) > self._max_bytes:
+                raise FetchFailed(f"image larger than {self._max_bytes} bytes")
+            # Incrementally: a 20 MB image is never held in memory, only the current chunk and the hash state.
+            state, size = hashlib.sha256(), 0
+            # aiter_bytes, not aiter_raw: raw fails on a body httpx has already read; the decoder is identity here.
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                # A too-large image fails outright: the hash of a prefix would collide with every image sharing it.
+                if size > self._max_bytes:
+                    raise FetchFailed(f"image larger than {self._max_bytes} bytes")
+                state.update(chunk)
+            if size == 0:
+                raise FetchFailed("empty image")
+            return f"sha256:{state.hexdigest()}"
+        finally:
+            await response.aclose()
+
+
+def _declared_length(response: httpx.Response) -> int:
+    # An absent or unreadable Content-Length is not an error: the streamed count below is the real bound.
+    try:
+        return int(response.headers.get("content-length", "0"))
+    except ValueError:
+        return 0
+
+
+def _warn(reason: str, url: str) -> None:
+    # The host only: image URLs are often signed, and the path or query carries the token (a data URI has no host).
+    try:
+        host = None if url[:5].lower() == "data:" else urlsplit(url).hostname
+    except ValueError:
+        host = None
+    log.warning("image_hash_failed", reason=reason, host=host)

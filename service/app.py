@@ -25,6 +25,10 @@ from service.budgets.ledger import BudgetLedger, ProbeMode
 from service.budgets.media import MediaProbe
 from service.budgets.reconciler import Reconciler
 from service.budgets.usage import BudgetReader
+from service.cache.controller import CacheAdminController
+from service.cache.images import ImageHasher
+from service.cache.service import CacheService
+from service.cache.store import ResultCache
 from service.config import Settings
 from service.domain.pricing import PriceTable
 from service.events import EventBus
@@ -57,6 +61,7 @@ class Deps:
     audit: AuditLog
     ledger: BudgetLedger
     budgets: BudgetReader
+    result_cache: ResultCache
     reconciler: Reconciler
     jobs: JobService
     store: JobStore
@@ -124,6 +129,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             SelfServiceController,
             EstimateController,
             BudgetAdminController,
+            CacheAdminController,
         ]
     if upstream.mount is not None:
         handlers.append(upstream.mount)
@@ -142,6 +148,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             "audit": _from_deps("audit"),
             "ledger": _from_deps("ledger"),
             "budgets": _from_deps("budgets"),
+            "result_cache": _from_deps("result_cache"),
             "principal": Provide(_provide_principal),
         },
         middleware=[request_context_middleware(metrics)],
@@ -194,6 +201,15 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
         clock=clock,
     )
     budgets = BudgetReader(r, metrics=metrics, clock=clock)
+    result_cache = ResultCache(r)
+    hasher = ImageHasher(
+        media,
+        max_bytes=settings.image_hash_max_bytes,
+        timeout=settings.image_hash_timeout_seconds,
+        allow_private=settings.image_hash_allow_private,
+        trusted_origins={_origin(upstream.base_url)},
+    )
+    cache = CacheService(result_cache, store, hasher=hasher, settings=settings, metrics=metrics, clock=clock)
     jobs = JobService(
         settings=settings,
         store=store,
@@ -203,6 +219,7 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
         admission=admission,
         ledger=ledger,
         budgets=budgets,
+        cache=cache,
         metrics=metrics,
         clock=clock,
     )
@@ -213,6 +230,7 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
         fal=fal,
         admission=admission,
         ledger=ledger,
+        cache=cache,
         metrics=metrics,
         clock=clock,
     )
@@ -234,6 +252,7 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
         audit=AuditLog(r, max_entries=settings.audit_max_entries, clock=clock),
         ledger=ledger,
         budgets=budgets,
+        result_cache=result_cache,
         reconciler=reconciler,
         jobs=jobs,
         store=store,

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
+from litestar import Request
 from redis.asyncio import Redis
 
 from service import keys
 from service.domain.tenants import iso
+from service.http import client_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,20 @@ class Actor:
     user_agent: str | None
     operator: str | None
     token_fingerprint: str | None
+
+
+MAX_ACTOR_LENGTH = 200
+
+
+def actor_of(request: Request[Any, Any, Any], *, trusted_proxy_hops: int) -> Actor:
+    """Who is making an admin request, as far as the gateway can tell."""
+    token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
+    return Actor(
+        source=client_address(request.scope, trusted_proxy_hops),
+        user_agent=request.headers.get("user-agent"),
+        operator=(request.headers.get("x-gateway-actor") or "")[:MAX_ACTOR_LENGTH] or None,
+        token_fingerprint=token_fingerprint(token) if token else None,
+    )
 
 
 def token_fingerprint(token: str) -> str:

@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     media_probe_max_bytes: int = Field(default=256 * 1024, ge=1024)
     media_probe_allow_private: bool = Field(default=False, description="Allow probing media on private addresses.")
 
+    # Result cache
+    cache_enabled: bool = Field(default=True, description="Answer identical seeded requests from the cache.")
+    cache_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    upstream_media_retention_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="How long fal keeps output media; no cache entry outlives it."
+    )
+    cache_content_hashing: bool = Field(default=False, description="Hash input images by content, not by URL.")
+    image_hash_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    image_hash_timeout_seconds: float = Field(default=10.0, gt=0)
+    image_hash_allow_private: bool = Field(default=False)
+
     # Job tracker
     tracker_enabled: bool = Field(default=True, description="Run the job tracker inside `serve`.")
     tracker_poll_initial_seconds: float = Field(default=0.5, gt=0)

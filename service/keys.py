@@ -14,6 +14,10 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:tenant:{<tid>}:charges:<p>:idx`` ZSET request id -> settlement time (ms), to page the ledger
 - ``gw:v1:tenant:{<tid>}:breakdown:<p>`` HASH ``<endpoint>|<resolution>|<audio>`` -> micros (and ``...|count``)
 - ``gw:v1:tenant:{<tid>}:alerts:<p>`` HASH alert name -> time it fired (one event per period)
+- ``gw:v1:job:{<rid>}:followers``     SET of request ids merged into this (leader) request's upstream job
+- ``gw:v1:cache:{<ck>}``              cached result (JSON) of cache key ``ck`` (which embeds the hash version)
+- ``gw:v1:cache:{<ck>}:leader``       request id of the in-flight request others with key ``ck`` attach to
+- ``gw:v1:cachescope:{<scope>}``      SET of cache keys written in a scope (a tenant or a namespace), for purges
 - ``gw:v1:tenants``                   SET of tenant ids
 - ``gw:v1:budget:tenants``            SET of tenant ids that ever reserved (the reconciler's work list)
 - ``gw:v1:budget:reconcile-lock``     one replica reconciles at a time
@@ -106,6 +110,22 @@ def api_key(key_id: str) -> str:
 
 def job(request_id: str) -> str:
     return f"{PREFIX}:job:{{{request_id}}}"
+
+
+def job_followers(request_id: str) -> str:
+    return f"{job(request_id)}:followers"
+
+
+def cache_entry(cache_key: str) -> str:
+    return f"{PREFIX}:cache:{{{cache_key}}}"
+
+
+def cache_leader(cache_key: str) -> str:
+    return f"{cache_entry(cache_key)}:leader"
+
+
+def cache_scope(scope: str) -> str:
+    return f"{PREFIX}:cachescope:{{{scope}}}"
 
 
 def tracker_due() -> str:

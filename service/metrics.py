@@ -84,6 +84,21 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "gateway_cache_lookups_total",
+            "Cacheable requests by how they were answered (hit, follow, lead, miss)",
+            ["outcome"],
+            registry=r,
+        )
+        self.cache_bypasses = Counter(
+            "gateway_cache_bypasses_total", "Requests that skipped the cache lookup", registry=r
+        )
+        self.cache_saved_micros = Counter(
+            "gateway_cache_saved_micros_total",
+            "Estimated cost of requests answered by a hit or a merged follower",
+            ["tenant", "how"],
+            registry=r,
+        )
         self.tracker_backlog = Gauge(
             "gateway_tracker_backlog_jobs", "Unfinished jobs on the tracker's schedule", registry=r
         )

@@ -57,6 +57,12 @@ class Job:
     webhook_url: str | None = None
     tenant_uid: str | None = None
     estimate_micros: int | None = None
+    cache_key: str | None = None
+    cache_role: str | None = None  # hit, leader, follower or bypass
+    cache_scope: str | None = None
+    cache_ttl: int | None = None
+    leader_id: str | None = None  # a follower's leader, whose upstream job it shares
+    detached: bool = False  # a leader cancelled by its client while others still follow its upstream job
     cancel_requested: bool = False
     polls: int = 0
 

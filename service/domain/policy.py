@@ -23,6 +23,16 @@ class TenantPolicy(BaseModel):
     allow_audio: bool | None = Field(default=None, description="false: requests must set generate_audio false")
     requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
     max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000, description="Most unfinished jobs at once")
+    cache: bool | None = Field(default=None, description="false: never answer from or write to the cache")
+    cache_seedless: bool | None = Field(
+        default=None, description="true: also cache requests without a seed (same prompt, same video)"
+    )
+    cache_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Share cached results with every tenant that joins the same namespace",
+    )
+    cache_ttl_seconds: int | None = Field(default=None, ge=60, description="Cache lifetime for this tenant's entries")
 
     @field_validator("allowed_endpoints")
     @classmethod

@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
+from service.cache.service import directive_of
 from service.config import Settings
 from service.domain.endpoints import RequestPath, app_of, parse_request_path
 from service.domain.jobs import Job, JobMode, JobUrls, job_urls, status_payload, submit_payload
@@ -60,7 +61,7 @@ class QueueController(Controller):
         job = await jobs.get(principal, target.app, target.request_id)
         if target.action == "result":
             answer = result_response(job)
-            return _json(answer.body, answer.status_code, job.request_id, answer.headers)
+            return _json(answer.body, answer.status_code, job.request_id, answer.headers | _cache_headers(job))
         urls = job_urls(_base_url(request, settings), app_of(job.endpoint_id), job.request_id)
         if target.action == "stream":
             events = _status_events(
@@ -118,7 +119,16 @@ async def _admit_and_submit(
     jobs.check_policy(principal, endpoint, data)
     headers = {name: value for name in FORWARDED_SUBMIT_HEADERS if (value := request.headers.get(name)) is not None}
     query = {"fal_max_queue_length": v} if (v := request.query_params.get("fal_max_queue_length")) else {}
-    job = await jobs.submit(principal, endpoint, data, mode=mode, webhook_url=webhook, headers=headers, query=query)
+    job = await jobs.submit(
+        principal,
+        endpoint,
+        data,
+        mode=mode,
+        webhook_url=webhook,
+        headers=headers,
+        query=query,
+        cache=directive_of(request.headers),
+    )
     request.state.fal_request_id = job.request_id
     return job
 
@@ -151,8 +161,18 @@ def _json(body: Any, status: int, request_id: FromPath[str], headers: dict[str, 
 
 
 def _cost_header(job: Job) -> dict[str, str]:
-    """The estimate reserved for an accepted request (micro-USD)."""
-    return {"x-gateway-cost-micros": str(job.estimate_micros)} if job.estimate_micros is not None else {}
+    """The estimate reserved for an accepted request (micro-USD), and how the cache answered it."""
+    headers = {"x-gateway-cost-micros": str(job.estimate_micros)} if job.estimate_micros is not None else {}
+    return headers | _cache_headers(job)
+
+
+_CACHE_HEADER = {"hit": "hit", "follower": "merged", "leader": "miss", "bypass": "bypass"}
+
+
+def _cache_headers(job: Job) -> dict[str, str]:
+    if job.cache_role is None or job.cache_key is None:
+        return {}
+    return {"x-gateway-cache": _CACHE_HEADER[job.cache_role], "x-gateway-cache-key": job.cache_key}
 
 
 def _base_url(request: AnyRequest, settings: NamedDependency[Settings]) -> str:

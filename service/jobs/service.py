@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -14,6 +14,8 @@ import structlog
 from service import keys
 from service.budgets.ledger import BudgetLedger
 from service.budgets.usage import BudgetReader, tenant_period
+from service.cache.service import CacheDirective, CachePlan, CacheService
+from service.cache.store import Hit, Lead, Miss
 from service.config import Settings
 from service.domain.endpoints import Endpoint, app_of, find_endpoint
 from service.domain.jobs import Job, JobMode, JobState, Outcome
@@ -59,12 +61,14 @@ class JobService:
         admission: Admission,
         ledger: BudgetLedger,
         budgets: BudgetReader,
+        cache: CacheService,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._admission = admission
         self._ledger = ledger
         self._budgets = budgets
+        self._cache = cache
         self._budget_tenants: set[str] = set()
         self._settings = settings
         self._store = store
@@ -114,8 +118,10 @@ class JobService:
         webhook_url: str | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
+        cache: CacheDirective = CacheDirective.DEFAULT,
     ) -> Job:
-        """Admit (rate, concurrency and budget at once), record, then submit upstream. Errors that prove fal never
+        """Answer from the cache (or attach to an identical request in flight) when possible; otherwise admit (rate,
+        concurrency and budget at once), record, then submit upstream. Errors that prove fal never
         accepted the job are raised, and everything admission took is given back."""
         quote = self._ledger.estimate(data)
         job = Job(
@@ -130,11 +136,17 @@ class JobService:
             estimate_micros=quote.cost_micros,
         )
         structlog.contextvars.bind_contextvars(request_id=job.request_id)
+        answered = await self._from_cache(
+            principal, job, await self._cache.plan(principal, endpoint, data, cache), cache
+        )
+        if answered is not None:
+            return answered
         await self._admit(principal, job)
         try:
             # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
             await self._due.schedule(job.request_id, self._ms(job.created_at + self._submit_grace()))
             await self._store.create(job)
+            await self._cache.leader_recorded(job)
             submitted = await self._fal.submit(endpoint, job.input, headers=headers or {}, query=query or {})
         except UpstreamError as exc:
             await self._fail_submit(job, exc)
@@ -144,6 +156,53 @@ class JobService:
             raise
         await self._submitted(job, endpoint, submitted.upstream_id, submitted.queue_position)
         return job
+
+    async def _from_cache(
+        self, principal: Principal, job: Job, plan: CachePlan | None, directive: CacheDirective
+    ) -> Job | None:
+        """A hit or a follower answers the request (returned); None means submit it (maybe as the leader)."""
+        if plan is None:
+            if directive is CacheDirective.ONLY_IF_CACHED:
+                raise NotFound(
+                    "This request is not cacheable (it has no seed), so it is never in the cache",
+                    error_type="cache_miss",
+                )
+            return None
+        job.cache_key, job.cache_scope, job.cache_ttl = plan.key, plan.scope, plan.ttl
+        if directive is CacheDirective.BYPASS:
+            job.cache_role = "bypass"
+            self._metrics.cache_bypasses.inc()
+            return None
+        claim = await self._cache.claim(plan, job.request_id)
+        if isinstance(claim, Lead):
+            job.cache_role = "leader"
+            return None
+        if isinstance(claim, Miss):
+            raise NotFound("No cached result for this request", error_type="cache_miss")
+        saved = job.estimate_micros or 0
+        if isinstance(claim, Hit):
+            answered = await self._cache.hit_job(job, claim.entry)
+            how = "hit"
+        else:
+            answered = replace(
+                job,
+                state=JobState.IN_QUEUE,
+                queue_position=0,
+                cache_role="follower",
+                leader_id=claim.leader_id,
+                estimate_micros=0,
+            )
+            await self._store.create(answered)
+            await self._due.schedule(
+                answered.request_id, self._ms(self._clock() + self._settings.tracker_poll_max_seconds)
+            )
+            await self._cache.attach(answered)
+            how = "merged"
+        self._metrics.cache_saved_micros.labels(tenant=principal.tenant_id, how=how).inc(saved)
+        log.info(
+            "cache_answered", how=how, tenant_id=principal.tenant_id, saved_micros=saved, leader_id=answered.leader_id
+        )
+        return answered
 
     async def _admit(self, principal: Principal, job: Job) -> None:
         tenant = principal.tenant
@@ -183,9 +242,11 @@ class JobService:
             self._budget_tenants.add(tenant_id)
 
     async def _give_back(self, job: Job) -> None:
-        """Return what admission took for a job that never reached fal: its concurrency slot and its reservation."""
+        """Return what admission took for a job that never reached fal: its concurrency slot, its reservation, and
+        its in-flight cache marker."""
         await self._admission.release(job.tenant_id, job.request_id)
         await self._ledger.release(job.tenant_id, job.request_id)
+        await self._cache.abandon(job)
 
     async def _submitted(self, job: Job, endpoint: Endpoint, upstream_id: str, position: int | None) -> None:
         job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
@@ -199,8 +260,8 @@ class JobService:
             await self._due.schedule(job.request_id, self._ms(self._clock()))
 
     async def get(self, principal: Principal, app: str, request_id: str) -> Job:
-        """The tenant's own job. Another tenant's id (or a deleted namesake's) is indistinguishable from an unknown
-        one."""
+        """The tenant's own job as its client sees it. Another tenant's id (or a deleted namesake's) is
+        indistinguishable from an unknown one."""
         job = await self._store.get(request_id) if _plausible_id(request_id) else None
         if (
             job is None
@@ -209,13 +270,48 @@ class JobService:
             or app_of(job.endpoint_id) != app
         ):
             raise NotFound("Request not found", error_type="request_not_found")
+        return await self.view(job)
+
+    async def view(self, job: Job) -> Job:
+        """A follower shows its leader's progress; a detached leader shows the cancellation its client asked for."""
+        if job.detached:
+            return replace(
+                job,
+                state=JobState.COMPLETED,
+                outcome=Outcome.CANCELLED,
+                result=None,
+                error="Request was cancelled",
+                error_type="client_cancelled",
+                error_status=499,
+                error_body={"detail": "Request was cancelled", "error_type": "client_cancelled"},
+            )
+        if job.leader_id is not None and not job.done:
+            return self._cache.merged(job, await self._store.get(job.leader_id))
         return job
 
     async def cancel(self, principal: Principal, app: str, request_id: str) -> bool:
-        """True when cancellation was requested, False when the job had already completed."""
+        """True when cancellation was requested, False when the job had already completed.
+
+        Requests sharing one upstream job never cancel each other: a follower is detached from it, and a leader
+        with live followers is detached while the job runs on for them (the leader still pays for it)."""
         job = await self.get(principal, app, request_id)
         if job.done:
             return False
+        if job.leader_id is not None:
+            body = {"detail": "Request was cancelled", "error_type": "client_cancelled"}
+            await self._store.complete(
+                request_id,
+                outcome=Outcome.CANCELLED,
+                completed_at=self._clock(),
+                error="Request was cancelled",
+                error_type="client_cancelled",
+                error_status=499,
+                error_body=body,
+            )
+            await self._due.finish(request_id)
+            return True
+        if await self._cache.has_live_followers(job):
+            return await self._store.update(request_id, detached=True)
         if job.upstream_id is None:
             # Submit still in flight: the submitter sees the flag and cancels upstream as soon as it has an id.
             return await self._store.update(request_id, cancel_requested=True)
@@ -226,8 +322,23 @@ class JobService:
         await self._due.schedule(request_id, self._ms(self._clock()))
         return True
 
-    def watch(self, request_id: str) -> AsyncIterator[Job | None]:
-        return watch_job(self._store, self._events, request_id, fallback_seconds=self._settings.watch_fallback_seconds)
+    async def watch(self, request_id: str) -> AsyncIterator[Job | None]:
+        """The job as its client sees it, now and after every change, until COMPLETED."""
+        first = await self._store.get(request_id)
+        follows = first.leader_id if first is not None and not first.done and not first.detached else None
+        async for seen in watch_job(
+            self._store, self._events, follows or request_id, fallback_seconds=self._settings.watch_fallback_seconds
+        ):
+            if seen is None or first is None:
+                yield seen
+                continue
+            if follows:
+                mine = await self._store.get(request_id)
+                yield await self.view(mine) if mine is not None and mine.done else self._cache.merged(first, seen)
+            else:
+                yield await self.view(seen)
+            if (follows and seen.done) or (not follows and seen.detached):
+                return
 
     async def wait_done(self, request_id: str, *, timeout: float) -> Job | None:  # noqa: ASYNC109 - a deadline
         """Wait for the job to complete; the last record seen (not done) if ``timeout`` runs out first."""
@@ -257,15 +368,17 @@ class JobService:
             status=exc.status_code,
             sent=not isinstance(exc, RequestNotSent),
         )
-        await self._store.complete(
-            job.request_id,
-            outcome=Outcome.ERROR,
-            completed_at=self._clock(),
-            error=exc.message,
-            error_type=exc.error_type,
-            error_status=exc.status_code,
-            error_body=exc.body(),
-        )
+        failure: dict[str, Any] = {
+            "outcome": Outcome.ERROR,
+            "completed_at": self._clock(),
+            "error": exc.message,
+            "error_type": exc.error_type,
+            "error_status": exc.status_code,
+            "error_body": exc.body(),
+        }
+        # Requests that attached to this one while its submit was in flight fail the same way.
+        await self._cache.finish(replace(job, state=JobState.COMPLETED, **failure))
+        await self._store.complete(job.request_id, **failure)
         await self._due.finish(job.request_id)
         await self._give_back(job)
 

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from service.budgets.ledger import BudgetLedger
+from service.cache.service import CacheService
 from service.config import Settings
 from service.domain.endpoints import find_endpoint
 from service.domain.jobs import Job, JobState, Outcome, poll_delay
@@ -42,11 +43,13 @@ class JobTracker:
         fal: FalClient,
         admission: Admission,
         ledger: BudgetLedger,
+        cache: CacheService,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._admission = admission
         self._ledger = ledger
+        self._cache = cache
         self._s = settings
         self._store = store
         self._due = due
@@ -108,6 +111,9 @@ class JobTracker:
         if job.done:
             await self._finished(job)
             return
+        if job.leader_id is not None:
+            await self._step_follower(job)
+            return
         if job.state is JobState.SUBMITTING or job.upstream_id is None:
             await self._check_stalled_submit(job)
             return
@@ -125,6 +131,25 @@ class JobTracker:
             await self._finish(job, status)
         else:
             await self._progress(job, status)
+
+    async def _step_follower(self, job: Job) -> None:
+        """Followers make no upstream calls: they finish with their leader (normally at once, when the leader
+        finishes; this is the backstop), or fail if their leader never came to exist."""
+        leader = await self._store.get(job.leader_id) if job.leader_id else None
+        if leader is not None and leader.done:
+            await self._cache.complete_follower(job, leader)
+            await self._due.finish(job.request_id)
+            return
+        grace = self._s.upstream_submit_timeout_seconds + self._s.tracker_lease_seconds
+        if leader is None and self._clock() - job.created_at > grace:
+            await self._complete_error(
+                job,
+                502,
+                "The identical request this one was merged with was lost before it reached fal; nothing was charged",
+                "upstream_submit_unknown",
+            )
+            return
+        await self._reschedule(job.request_id, self._s.tracker_poll_max_seconds)
 
     async def _progress(self, job: Job, status: UpstreamStatus) -> None:
         state = JobState(status.status)
@@ -164,9 +189,12 @@ class JobTracker:
                 "error_status": result.status_code,
                 "error_body": result.body,
             }
-        # Book the money before the job shows COMPLETED, so whoever sees it completed also sees it charged. Both
-        # steps are idempotent: a crash in between makes the next replica repeat them harmlessly.
-        await self._ledger.finish(replace(job, **values))
+        final = replace(job, state=JobState.COMPLETED, **values)
+        # Book the money and publish the result to the cache and to followers before the job shows COMPLETED, so
+        # whoever sees it completed also sees it charged and cached. All idempotent: a crash in between makes the
+        # next replica repeat them harmlessly.
+        await self._ledger.finish(final)
+        await self._cache.finish(final)
         completed = await self._store.complete(job.request_id, **values)
         await self._finished(job)
         if completed:
@@ -204,6 +232,17 @@ class JobTracker:
 
     async def _complete_error(self, job: Job, status_code: int, message: str, error_type: str) -> None:
         await self._ledger.release(job.tenant_id, job.request_id)  # fal bills nothing it did not produce
+        await self._cache.finish(
+            replace(
+                job,
+                state=JobState.COMPLETED,
+                outcome=Outcome.ERROR,
+                error=message,
+                error_type=error_type,
+                error_status=status_code,
+                error_body={"detail": message, "error_type": error_type},
+            )
+        )
         completed = await self._store.complete(
             job.request_id,
             outcome=Outcome.ERROR,
@@ -225,6 +264,7 @@ class JobTracker:
         await self._admission.release(job.tenant_id, job.request_id)
         if job.done:  # a job completed by an earlier (possibly interrupted) step: make sure it is booked
             await self._ledger.finish(job)
+            await self._cache.finish(job)
 
     def _delay(self, polls: int) -> float:
         return poll_delay(

@@ -10,12 +10,11 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from service.audit import Actor, AuditLog, token_fingerprint
+from service.audit import Actor, AuditLog, actor_of
 from service.config import Settings
 from service.domain.jobs import Job
 from service.domain.tenants import TenantCreate, iso
 from service.errors import InvalidRequest, NotFound
-from service.http import client_address
 from service.jobs.store import JobStore
 from service.tenants.admission import Admission
 from service.tenants.auth import Principal, requires_admin
@@ -41,7 +40,6 @@ from service.tenants.store import TenantStore
 
 AnyRequest = Request[Any, Any, Any]
 TENANT = "/tenants/{tenant_id:str}"
-MAX_ACTOR_LENGTH = 200
 
 
 class AdminController(Controller):
@@ -225,13 +223,7 @@ class SelfServiceController(Controller):
 
 
 def _actor(request: AnyRequest, settings: Settings) -> Actor:
-    token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
-    return Actor(
-        source=client_address(request.scope, settings.trusted_proxy_hops),
-        user_agent=request.headers.get("user-agent"),
-        operator=(request.headers.get("x-gateway-actor") or "")[:MAX_ACTOR_LENGTH] or None,
-        token_fingerprint=token_fingerprint(token) if token else None,
-    )
+    return actor_of(request, trusted_proxy_hops=settings.trusted_proxy_hops)
 
 
 def _future_timestamp(moment: datetime | None, now: float) -> float | None:

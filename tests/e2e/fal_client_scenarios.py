@@ -17,6 +17,8 @@ I2V = "fal-ai/bytedance/seedance/v1.5/pro/image-to-video"
 T2V = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
 I2V_ARGS = {"prompt": "a cat waves", "image_url": "https://example.com/cat.png", "seed": 11}
 T2V_ARGS = {"prompt": "a red fox running through snow", "seed": 7}
+# No seed: never answered from the cache, so it really runs (and can be cancelled while it does).
+UNCACHED_ARGS = {"prompt": "a red fox running through snow"}
 
 
 def _status_name(status: Any) -> str:
@@ -70,7 +72,7 @@ def _http_error(call: Callable[[], Any]) -> dict[str, Any]:
 
 
 def cancel_in_flight() -> dict[str, Any]:
-    handle = fal_client.submit(T2V, arguments=T2V_ARGS)
+    handle = fal_client.submit(T2V, arguments=UNCACHED_ARGS)
     handle.cancel()
     final = None
     for event in handle.iter_events(interval=0.05):
@@ -85,7 +87,7 @@ def cancel_in_flight() -> dict[str, Any]:
 
 
 def cancel_after_completion() -> dict[str, Any]:
-    handle = fal_client.submit(T2V, arguments=T2V_ARGS)
+    handle = fal_client.submit(T2V, arguments=UNCACHED_ARGS)
     handle.get()
     return {"cancel_error": _http_error(handle.cancel)}
 

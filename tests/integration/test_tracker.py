@@ -11,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from service.budgets.ledger import BudgetLedger, ProbeMode
+from service.cache.service import CacheService
+from service.cache.store import ResultCache
 from service.config import Settings
 from service.domain.endpoints import TEXT_TO_VIDEO
 from service.domain.jobs import Job, JobMode, JobState, Outcome
@@ -62,6 +64,14 @@ class Rig:
                 probe=None,
                 probe_mode=ProbeMode.NEVER,
                 ledger_retention_seconds=0,
+                metrics=self.metrics,
+                clock=self.clock,
+            ),
+            cache=CacheService(
+                ResultCache(self.redis),
+                self.store,
+                hasher=None,
+                settings=self.settings,
                 metrics=self.metrics,
                 clock=self.clock,
             ),

@@ -22,6 +22,10 @@ ID_KEYS: list[tuple[Callable[[str], str], str]] = [
     (keys.inflight, "gw:v1:tenant:{abc123}:inflight"),
     (keys.reservations, "gw:v1:tenant:{abc123}:resv"),
     (keys.reservation_expiry, "gw:v1:tenant:{abc123}:resv:exp"),
+    (keys.job_followers, "gw:v1:job:{abc123}:followers"),
+    (keys.cache_entry, "gw:v1:cache:{abc123}"),
+    (keys.cache_leader, "gw:v1:cache:{abc123}:leader"),
+    (keys.cache_scope, "gw:v1:cachescope:{abc123}"),
 ]
 # Builders of fixed keys.
 FIXED_KEYS: list[tuple[Callable[[], str], str]] = [

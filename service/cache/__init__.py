@@ -1,0 +1,1 @@
+"""Result cache and single-flight for identical requests."""

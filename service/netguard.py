@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +18,7 @@ import httpx
 from service.domain.urls import address_problem, url_problem
 
 _CREDENTIAL_HEADERS = ("authorization", "cookie")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
 """Resolves a host name to its IP addresses (as text); injectable so that tests need no DNS."""
@@ -101,22 +102,10 @@ async def fetch_prefix(  # noqa: PLR0913 - every bound is the caller's to choose
 
 
 async def _read_prefix(client: httpx.AsyncClient, url: str, max_bytes: int) -> bytes:
-    # identity: a Range over a compressed body is a range of the compressed bytes, and decompression is unbounded.
-    request = client.build_request(
-        "GET", url, headers={"Range": f"bytes=0-{max_bytes - 1}", "Accept-Encoding": "identity"}
-    )
-    # The URL is not ours: whatever credentials the client carries by default (an upstream API key, cookies) stay home.
-    for name in _CREDENTIAL_HEADERS:
-        request.headers.pop(name, None)
-    response = await client.send(request, stream=True, follow_redirects=False, auth=None)
+    response = await open_outbound(client, url, {"Range": f"bytes=0-{max_bytes - 1}"})
     try:
-        if 300 <= response.status_code < 400:
-            raise FetchFailed(f"redirect refused (HTTP {response.status_code})")
         if response.status_code not in {200, 206}:
             raise FetchFailed(f"HTTP {response.status_code}")
-        # Refused rather than decoded: one small compressed chunk can inflate to many megabytes before the cap below.
-        if response.headers.get("content-encoding", "identity").strip().lower() not in {"", "identity"}:
-            raise FetchFailed("compressed response refused")
         # A server may ignore Range and send the whole file with 200: stop reading at max_bytes regardless.
         body = bytearray()
         async for chunk in response.aiter_bytes():
@@ -126,3 +115,68 @@ async def _read_prefix(client: httpx.AsyncClient, url: str, max_bytes: int) -> b
         return bytes(body)
     finally:
         await response.aclose()
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` in lower case, without a default port, or None for a URL without scheme or host."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if not scheme or not host:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}"
+
+
+class Destinations:
+    """Where outbound fetches may go: public addresses, plus the exact ``trusted_origins`` (scheme, host and port;
+    the operator's own upstream, such as a simulator on loopback), or anywhere when ``allow_private``."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        trusted_origins: Collection[str] = (),
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        origins = {entry: origin_of(entry) for entry in trusted_origins}
+        bad = sorted(entry for entry, origin in origins.items() if origin is None)
+        if bad:
+            raise ValueError(f"trusted origins must look like scheme://host[:port]: {bad}")
+        self.allow_private = allow_private
+        self.resolver = resolver
+        self._trusted = frozenset(origins.values())
+
+    def allows_private(self, url: str) -> bool:
+        return self.allow_private or origin_of(url) in self._trusted
+
+    async def check(self, url: str) -> None:
+        await check_destination(url, allow_private=self.allows_private(url), resolver=self.resolver)
+
+
+async def open_outbound(client: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> httpx.Response:
+    """Start a streamed GET of a URL that is not ours: the client's default credentials stay home, redirects are
+    refused (they could point anywhere, past the destination check), and so are compressed bodies (decompression is
+    unbounded). The caller reads the body and must close the response."""
+    request = client.build_request("GET", url, headers={**headers, "Accept-Encoding": "identity"})
+    for name in _CREDENTIAL_HEADERS:
+        request.headers.pop(name, None)
+    response = await client.send(request, stream=True, follow_redirects=False, auth=None)
+    problem = _refusal(response)
+    if problem is not None:
+        await response.aclose()
+        raise FetchFailed(problem)
+    return response
+
+
+def _refusal(response: httpx.Response) -> str | None:
+    if 300 <= response.status_code < 400:
+        return f"redirect refused (HTTP {response.status_code})"
+    if response.headers.get("content-encoding", "identity").strip().lower() not in {"", "identity"}:
+        return "compressed response refused"
+    return None

@@ -10,11 +10,16 @@ import httpx
 import structlog
 
 from service.domain.mp4 import video_size
-from service.netguard import FetchFailed, Resolver, UnsafeDestination, fetch_prefix, system_resolver
+from service.netguard import (
+    Destinations,
+    FetchFailed,
+    Resolver,
+    UnsafeDestination,
+    fetch_prefix,
+    system_resolver,
+)
 
 log = structlog.get_logger(__name__)
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class MediaProbe:
@@ -40,28 +45,23 @@ class MediaProbe:
         self._client = client
         self._max_bytes = max_bytes
         self._timeout = timeout
-        self._allow_private = allow_private
-        self._resolver = resolver
-        origins = {entry: origin_of(entry) for entry in trusted_origins}
-        bad = sorted(entry for entry, origin in origins.items() if origin is None)
-        if bad:
-            raise ValueError(f"trusted origins must look like scheme://host[:port]: {bad}")
-        self._trusted = frozenset(origins.values())
+        self._destinations = Destinations(
+            allow_private=allow_private, trusted_origins=trusted_origins, resolver=resolver
+        )
 
     async def produced_size(self, result: Any) -> tuple[int, int] | None:
         """Width and height of the video in a model output, or None when it has none or it cannot be read."""
         url = _video_url(result)
         if url is None:
             return None
-        allow_private = self._allow_private or origin_of(url) in self._trusted
         try:
             data = await fetch_prefix(
                 self._client,
                 url,
                 max_bytes=self._max_bytes,
                 timeout=self._timeout,
-                allow_private=allow_private,
-                resolver=self._resolver,
+                allow_private=self._destinations.allows_private(url),
+                resolver=self._destinations.resolver,
             )
         except (UnsafeDestination, FetchFailed) as exc:
             _warn(str(exc), url)
@@ -70,22 +70,6 @@ class MediaProbe:
         if size is None:
             _warn(f"no video size in the first {len(data)} bytes", url)
         return size
-
-
-def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` in lower case, without a default port, or None for a URL without scheme or host."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme, host = parts.scheme.lower(), parts.hostname
-    if not scheme or not host:
-        return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        netloc = f"{netloc}:{port}"
-    return f"{scheme}://{netloc}"
 
 
 def _video_url(result: Any) -> str | None:

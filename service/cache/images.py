@@ -12,13 +12,18 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import httpx
 import structlog
 
-from service.budgets.media import origin_of
-from service.netguard import FetchFailed, Resolver, UnsafeDestination, check_destination, system_resolver
+from service.netguard import (
+    Destinations,
+    FetchFailed,
+    Resolver,
+    UnsafeDestination,
+    open_outbound,
+    system_resolver,
+)
 
 log = structlog.get_logger(__name__)
 
 # Same list as service.netguard's fetch_prefix: the URL is the tenant's, the client's credentials are ours.
-_CREDENTIAL_HEADERS = ("authorization", "cookie")
 
 
 class ImageHasher:
@@ -46,13 +51,9 @@ class ImageHasher:
         self._client = client
         self._max_bytes = max_bytes
         self._timeout = timeout
-        self._allow_private = allow_private
-        self._resolver = resolver
-        origins = {entry: origin_of(entry) for entry in trusted_origins}
-        bad = sorted(entry for entry, origin in origins.items() if origin is None)
-        if bad:
-            raise ValueError(f"trusted origins must look like scheme://host[:port]: {bad}")
-        self._trusted = frozenset(origins.values())
+        self._destinations = Destinations(
+            allow_private=allow_private, trusted_origins=trusted_origins, resolver=resolver
+        )
 
     async def digest(self, url: str) -> str | None:
         """``"sha256:<hex>"`` of the image bytes at ``url`` (or in a ``data:`` URI), or None if they cannot be read."""
@@ -97,22 +98,12 @@ class ImageHasher:
         return data
 
     async def _fetch_digest(self, url: str) -> str:
-        allow_private = self._allow_private or origin_of(url) in self._trusted
-        await check_destination(url, allow_private=allow_private, resolver=self._resolver)
-        # identity: the hash is of the image, and decompression is unbounded (a small body can inflate to gigabytes).
-        request = self._client.build_request("GET", url, headers={"Accept-Encoding": "identity"})
-        # The URL is not ours: the credentials the client carries by default (an upstream API key, cookies) stay home.
-        for name in _CREDENTIAL_HEADERS:
-            request.headers.pop(name, None)
-        response = await self._client.send(request, stream=True, follow_redirects=False, auth=None)
+        await self._destinations.check(url)
+        response = await open_outbound(self._client, url, {})
         try:
-            if 300 <= response.status_code < 400:
-                raise FetchFailed(f"redirect refused (HTTP {response.status_code})")
             # 200 only: without a Range request, a 206 would be a part of the image and hash to a wrong key.
             if response.status_code != 200:
                 raise FetchFailed(f"HTTP {response.status_code}")
-            if response.headers.get("content-encoding", "identity").strip().lower() not in {"", "identity"}:
-                raise FetchFailed("compressed response refused")
             if _declared_length(response) > self._max_bytes:
                 raise FetchFailed(f"image larger than {self._max_bytes} bytes")
             # Incrementally: a 20 MB image is never held in memory, only the current chunk and the hash state.

@@ -15,9 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 import service.simulator
-from service.budgets.media import MediaProbe, origin_of
+from service.budgets.media import MediaProbe
 from service.http import in_process_transport
-from service.netguard import FetchFailed, UnsafeDestination, check_destination, fetch_prefix
+from service.netguard import FetchFailed, UnsafeDestination, check_destination, fetch_prefix, origin_of
 from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorConfig, SimulatorState
 

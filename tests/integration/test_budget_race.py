@@ -8,7 +8,6 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import httpx
 import pytest
@@ -16,12 +15,10 @@ import redis
 from redis.asyncio import Redis
 
 from service import keys
-from service.app import create_app
 from service.domain.budgets import BudgetPeriod, period_window
-from service.http import in_process_transport
-from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorState
-from tests.api.conftest import T2V, ShiftableClock, fast_settings, fast_simulator, serve_in_process
+from tests.api.conftest import T2V
+from tests.integration.conftest import replica_clients
 
 ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 ESTIMATE = 261_360  # 720p 16:9 5 s with audio
@@ -32,20 +29,8 @@ N = 5
 async def replicas(
     redis_client: Redis, redis_url: str
 ) -> AsyncIterator[tuple[list[httpx.AsyncClient], SimulatorState]]:
-    sim = fast_simulator()
-    sim.configure(processing_seconds=0.2)
-    clock = ShiftableClock()
-    apps = [
-        create_app(
-            fast_settings(redis_url),
-            redis=redis_client,
-            clock=clock,
-            upstream_transport=in_process_transport(create_simulator_app(sim)),
-        )
-        for _ in range(2)
-    ]
-    async with AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(serve_in_process(app)) for app in apps], sim
+    async with replica_clients(redis_client, redis_url, processing_seconds=0.2) as pair:
+        yield pair
 
 
 async def test_exactly_n_of_20n_concurrent_submits_fit_and_the_budget_is_never_exceeded(

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.http import in_process_transport
-from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorState
-from tests.api.conftest import T2V, ShiftableClock, fast_settings, fast_simulator, serve_in_process
+from tests.api.conftest import T2V
+from tests.integration.conftest import replica_clients
 
 ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 SETTLED = 259_200  # 720p 16:9 5 s with audio, by fal's formula
@@ -25,20 +22,8 @@ SETTLED = 259_200  # 720p 16:9 5 s with audio, by fal's formula
 async def replicas(
     redis_client: Redis, redis_url: str
 ) -> AsyncIterator[tuple[list[httpx.AsyncClient], SimulatorState]]:
-    sim = fast_simulator()
-    sim.configure(processing_seconds=1.0)
-    clock = ShiftableClock()
-    apps = [
-        create_app(
-            fast_settings(redis_url),
-            redis=redis_client,
-            clock=clock,
-            upstream_transport=in_process_transport(create_simulator_app(sim)),
-        )
-        for _ in range(2)
-    ]
-    async with AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(serve_in_process(app)) for app in apps], sim
+    async with replica_clients(redis_client, redis_url, processing_seconds=1.0) as pair:
+        yield pair
 
 
 async def test_fifty_identical_requests_over_two_replicas_make_one_submit_and_one_charge(

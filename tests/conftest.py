@@ -1,5 +1,6 @@
 """Shared fixtures. Tests talk to a real Redis: ``GATEWAY_TEST_REDIS_URL``, else 127.0.0.1:6379 if it answers,
-else an embedded valkey server started for the session. Test data lives in database 15, flushed per test."""
+else (or with ``GATEWAY_TEST_EMBEDDED_REDIS=1``) an embedded valkey server started for the session. Test data lives
+in database 15, flushed per test."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def redis_url() -> Iterator[str]:
         return
     local = f"redis://127.0.0.1:6379/{TEST_DB}"
     try:
+        if os.environ.get("GATEWAY_TEST_EMBEDDED_REDIS"):
+            raise redis.ConnectionError("embedded server requested")
         redis.Redis.from_url(local, socket_connect_timeout=0.5).ping()
     except redis.RedisError:
         embedded = EmbeddedRedis()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from service import keys
 from service.budgets.ledger import BudgetLedger
@@ -40,6 +41,7 @@ from service.tenants.auth import Principal
 from service.upstream.fal import FalClient, RequestNotSent
 
 log = structlog.get_logger(__name__)
+RECORD_ATTEMPTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +252,19 @@ class JobService:
 
     async def _submitted(self, job: Job, endpoint: Endpoint, upstream_id: str, position: int | None) -> None:
         job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
-        await self._store.update(job.request_id, state=job.state, upstream_id=upstream_id, queue_position=position)
+        # fal has accepted (and will bill) the job: recording its upstream id is retried through a brief Redis
+        # blip, because without it the job could only be failed later, unbilled to the tenant.
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await self._store.update(
+                    job.request_id, state=job.state, upstream_id=upstream_id, queue_position=position
+                )
+                break
+            except RedisError:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    log.exception("job_record_lost", upstream_accepted=True)
+                    raise
+                await asyncio.sleep(0.1 * 2**attempt)
         await self._due.schedule(job.request_id, self._ms(self._clock() + self._settings.tracker_poll_initial_seconds))
         self._metrics.jobs_submitted.labels(endpoint=endpoint.id, mode=job.mode.value).inc()
         log.info("job_submitted", endpoint=endpoint.id, mode=job.mode.value, tenant_id=job.tenant_id)

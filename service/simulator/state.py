@@ -32,6 +32,7 @@ class SimulatorConfig(BaseModel):
     fal_key: str | None = Field(
         default=None, repr=False, description="When set, only `Authorization: Key <fal_key>` is accepted."
     )
+    retention_seconds: float = Field(default=3600.0, gt=0, description="How long finished jobs are remembered.")
     media_base_url: str | None = Field(
         default=None, description="Base URL of output video URLs; default: the base URL of the incoming request."
     )
@@ -122,7 +123,20 @@ class SimulatorState:
             media_base_url=config.media_base_url,
         )
         self._jobs[job.id] = job
+        self._forget_old(job.submitted_at)
         return job
+
+    def _forget_old(self, now: float) -> None:
+        """Drop jobs finished more than ``retention_seconds`` ago, so a long-running simulator has bounded memory
+        (fal forgets requests too; asking about a forgotten one is a 404, as for an unknown id)."""
+        horizon = now - self.config.retention_seconds
+        stale = [
+            job_id
+            for job_id, job in self._jobs.items()
+            if min(job.finished_at, job.cancelled_at or job.finished_at) < horizon
+        ]
+        for job_id in stale:
+            del self._jobs[job_id]
 
     def _run(self, endpoint: Endpoint, data: TextToVideoInput) -> Success | Failure:
         """What the model will produce for a valid input; a rejected body never reaches this, nor its faults."""

@@ -155,3 +155,28 @@ async def test_queue_positions_are_reported_while_queued(gateway: Gateway) -> No
         return found if found == [0, 1, 2] else None
 
     assert await eventually(positions_known) == [0, 1, 2]
+
+
+async def test_recording_an_accepted_submit_survives_a_brief_redis_failure(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+
+    from service.jobs.store import JobStore  # noqa: PLC0415
+
+    original = JobStore.update
+    failures = {"left": 2}
+
+    async def flaky_update(self: JobStore, request_id: str, **values: Any) -> bool:
+        if "upstream_id" in values and failures["left"] > 0:
+            failures["left"] -= 1
+            raise RedisConnectionError("blip")
+        return await original(self, request_id, **values)
+
+    monkeypatch.setattr(JobStore, "update", flaky_update)
+    submitted = await gateway.submit()
+    assert submitted.status_code == 200
+    assert failures["left"] == 0, "the write failed twice and was retried"
+    final = await gateway.wait_status(submitted.json()["status_url"])
+    assert "error" not in final
+    assert gateway.sim.stats()["calls"]["submit"] == 1

@@ -450,3 +450,15 @@ def log_line(step: int, timestamp: str) -> dict[str, str]:
 
 def _urls(handle: dict[str, Any]) -> dict[str, str]:
     return {key: handle[key] for key in ("response_url", "status_url", "cancel_url")}
+
+
+async def test_finished_jobs_are_forgotten_after_the_retention(
+    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+) -> None:
+    state.configure(queue_seconds=0.0, processing_seconds=1.0, retention_seconds=60.0)
+    old = await submit(client)
+    clock.advance(62)
+    recent = await submit(client)
+    assert set(state.stats()["requests"]) == {recent["request_id"]}
+    gone = await client.get(path_of(old["status_url"]))
+    assert gone.status_code == 404

@@ -295,6 +295,7 @@ async def test_config_over_http_is_a_validated_partial_update(
         "processing_seconds": PROCESSING_SECONDS,
         "log_lines": 2,
         "fal_key": None,
+        "retention_seconds": 3600.0,
         "media_base_url": None,
     }
 

@@ -33,7 +33,7 @@ from service.config import Settings
 from service.domain.pricing import PriceTable
 from service.events import EventBus
 from service.health import healthz, metrics_endpoint, readyz
-from service.http import client_address, exception_handler, in_process_transport, request_context_middleware
+from service.http import client_address, exception_handler, request_context_middleware
 from service.jobs.controller import QueueController, RunController
 from service.jobs.events import JobEvents
 from service.jobs.service import JobService
@@ -74,6 +74,8 @@ class Upstream:
     base_url: str
     transport: httpx.AsyncBaseTransport | None
     mount: ControllerRouterHandler | None
+    media_transport: httpx.AsyncBaseTransport | None  # for result media and input images
+    media_origin: str  # the one origin whose media may be on a private address: the operator's own upstream
 
 
 def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
@@ -97,7 +99,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         r = redis if redis is not None else connect(settings)
         http = _http_client(settings, upstream)
         # Media is fetched without the fal key: result URLs may point anywhere, and credentials must not follow.
-        media = httpx.AsyncClient(transport=upstream.transport, follow_redirects=False)
+        media = httpx.AsyncClient(transport=upstream.media_transport, follow_redirects=False)
         deps = _build_deps(settings, r, http=http, media=media, upstream=upstream, metrics=metrics, clock=clock)
         app.state.deps = deps
         app.state.redis = r
@@ -185,7 +187,7 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
         max_bytes=settings.media_probe_max_bytes,
         timeout=settings.media_probe_timeout_seconds,
         allow_private=settings.media_probe_allow_private,
-        trusted_origins={_origin(upstream.base_url)},
+        trusted_origins={upstream.media_origin},
     )
     ledger = BudgetLedger(
         r,
@@ -207,7 +209,7 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
         max_bytes=settings.image_hash_max_bytes,
         timeout=settings.image_hash_timeout_seconds,
         allow_private=settings.image_hash_allow_private,
-        trusted_origins={_origin(upstream.base_url)},
+        trusted_origins={upstream.media_origin},
     )
     cache = CacheService(result_cache, store, hasher=hasher, settings=settings, metrics=metrics, clock=clock)
     jobs = JobService(
@@ -288,18 +290,17 @@ def _http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:
 def _upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> Upstream:
     """fal itself, a caller-supplied transport, or (``GATEWAY_SIMULATOR``) the built-in simulator in-process."""
     if transport is not None or not settings.simulator:
-        return Upstream(settings.upstream_url.rstrip("/"), transport, None)
-    from service.simulator.app import SimulatorConfig, SimulatorState, create_simulator_app  # noqa: PLC0415
+        base = settings.upstream_url.rstrip("/")
+        return Upstream(base, transport, None, transport, _origin(base))
+    from service.simulator.embedded import embedded_simulator  # noqa: PLC0415 - only the simulator mode needs it
 
-    sim_app = create_simulator_app(
-        SimulatorState(SimulatorConfig(media_base_url=_public_base(settings) + SIMULATOR_MOUNT))
-    )
+    sim = embedded_simulator(_public_base(settings) + SIMULATOR_MOUNT)
 
     async def simulator_mount(scope: Scope, receive: Receive, send: Send) -> None:
-        await sim_app(scope, receive, send)
+        await sim.app(scope, receive, send)
 
     mount = asgi(SIMULATOR_MOUNT, is_mount=True, copy_scope=True, include_in_schema=False)(simulator_mount)
-    return Upstream("http://simulator.invalid", in_process_transport(sim_app), mount)
+    return Upstream(sim.upstream_url, sim.transport, mount, sim.media_transport, _origin(sim.public_base))
 
 
 def _public_base(settings: Settings) -> str:

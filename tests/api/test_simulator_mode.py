@@ -1,0 +1,46 @@
+"""The gateway with its simulator embedded (what `seedance-gateway dev` runs): jobs complete, output videos are
+served through the gateway's own /_simulator mount, and the settlement probe reads them in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.app import create_app
+from tests.api.conftest import ADMIN_TOKEN, I2V, fast_settings, serve_in_process
+
+PUBLIC = "https://gateway.example:8443"
+
+
+@pytest.fixture
+async def embedded(redis_client: Redis, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = fast_settings(redis_url, simulator=True, fal_key=None, public_url=PUBLIC)
+    async with serve_in_process(create_app(settings, redis=redis_client)) as client:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        await client.post("/admin/tenants", json={"id": "demo", "name": "Demo"}, headers=admin)
+        client.headers["Authorization"] = (
+            f"Key {(await client.post('/admin/tenants/demo/keys', headers=admin)).json()['key']}"
+        )
+        yield client
+
+
+async def test_the_embedded_simulator_runs_jobs_serves_videos_and_is_probed(embedded: httpx.AsyncClient) -> None:
+    body = {"prompt": "a cat waves", "image_url": "https://example.com/cat.png", "aspect_ratio": "auto", "seed": 3}
+    run = await embedded.post(f"/run/{I2V}", json=body, timeout=30)
+    assert run.status_code == 200, run.text
+    video = run.json()["video"]
+    assert video["url"] == f"{PUBLIC}/_simulator/media/720p-1280x720.mp4"
+
+    served = await embedded.get(video["url"].removeprefix(PUBLIC))
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "video/mp4"
+    assert served.content[4:8] == b"ftyp"
+    assert len(served.content) == video["file_size"]
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    (charge,) = (await embedded.get("/admin/tenants/demo/charges", headers=admin)).json()["charges"]
+    assert charge["size_source"] == "probe", "the probe read the video from the mount in-process"
+    assert (charge["width"], charge["height"]) == (1280, 720)

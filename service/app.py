@@ -40,6 +40,7 @@ from service.jobs.service import JobService
 from service.jobs.store import DueSchedule, JobStore
 from service.jobs.tracker import JobTracker
 from service.metrics import Metrics
+from service.netguard import origin_of
 from service.redis_client import connect
 from service.tenants.admission import Admission
 from service.tenants.auth import Authenticator, Principal
@@ -263,13 +264,6 @@ def _build_deps(  # noqa: PLR0913 - the lifespan's resources, all explicit
     )
 
 
-def _origin(url: str) -> str:
-    parts = httpx.URL(url)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    port = f":{parts.port}" if parts.port is not None and parts.port != default else ""
-    return f"{parts.scheme}://{parts.host}{port}"
-
-
 def _http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:
     key = settings.fal_key.get_secret_value() if settings.fal_key else "simulator"
     return httpx.AsyncClient(
@@ -291,7 +285,7 @@ def _upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) ->
     """fal itself, a caller-supplied transport, or (``GATEWAY_SIMULATOR``) the built-in simulator in-process."""
     if transport is not None or not settings.simulator:
         base = settings.upstream_url.rstrip("/")
-        return Upstream(base, transport, None, transport, _origin(base))
+        return Upstream(base, transport, None, transport, _trusted_origin(base))
     from service.simulator.embedded import embedded_simulator  # noqa: PLC0415 - only the simulator mode needs it
 
     sim = embedded_simulator(_public_base(settings) + SIMULATOR_MOUNT)
@@ -300,7 +294,14 @@ def _upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) ->
         await sim.app(scope, receive, send)
 
     mount = asgi(SIMULATOR_MOUNT, is_mount=True, copy_scope=True, include_in_schema=False)(simulator_mount)
-    return Upstream(sim.upstream_url, sim.transport, mount, sim.media_transport, _origin(sim.public_base))
+    return Upstream(sim.upstream_url, sim.transport, mount, sim.media_transport, _trusted_origin(sim.public_base))
+
+
+def _trusted_origin(base_url: str) -> str:
+    origin = origin_of(base_url)
+    if origin is None:
+        raise ValueError(f"not an absolute URL: {base_url!r}")
+    return origin
 
 
 def _public_base(settings: Settings) -> str:

@@ -119,5 +119,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def submit_grace_seconds(self) -> float:
+        """How long a job may stay unsubmitted before it counts as abandoned by a replica that died mid-submit: the
+        submit deadline plus one tracker lease."""
+        return self.upstream_submit_timeout_seconds + self.tracker_lease_seconds
+
+    @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None

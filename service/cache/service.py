@@ -92,11 +92,13 @@ class CacheService:
         return CachePlan(cache_key(scope, endpoint.id, data, digests), scope, ttl, directive)
 
     async def claim(self, plan: CachePlan, request_id: str) -> Claim:
+        # The marker lives for the submit grace until the leader is recorded (then it is extended): long enough for
+        # the leader's submit, short if its replica dies first.
         claim = await self._cache.claim(
             plan.key,
             request_id,
             only_if_cached=plan.directive is CacheDirective.ONLY_IF_CACHED,
-            marker_ttl=self._marker_ttl(),
+            marker_ttl=self._settings.submit_grace_seconds,
         )
         self._metrics.cache_lookups.labels(outcome=type(claim).__name__.lower()).inc()
         return claim
@@ -203,10 +205,6 @@ class CacheService:
             estimate_micros=0,
             upstream_id=None,
         )
-
-    def _marker_ttl(self) -> float:
-        # Until the leader is recorded (then extended): long enough for its submit, short if its replica dies.
-        return self._settings.upstream_submit_timeout_seconds + self._settings.tracker_lease_seconds
 
     async def _image_digests(self, data: TextToVideoInput) -> dict[str, str]:
         if self._hasher is None or not self._settings.cache_content_hashing:

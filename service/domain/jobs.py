@@ -96,6 +96,21 @@ def encode_fields(values: dict[str, Any]) -> dict[str, str]:
     return {k: json.dumps(v.value if isinstance(v, StrEnum) else v) for k, v in values.items() if k in _FIELD_NAMES}
 
 
+CANCELLED_BODY = {"detail": "Request was cancelled", "error_type": "client_cancelled"}
+
+
+def cancelled_fields() -> dict[str, Any]:
+    """What a cancelled job records, as fal reports a cancellation: COMPLETED with error ``client_cancelled`` and
+    499 from the result endpoint ([UNCERTAIN] in the spec; taken from fal's error-type table)."""
+    return {
+        "outcome": Outcome.CANCELLED,
+        "error": CANCELLED_BODY["detail"],
+        "error_type": CANCELLED_BODY["error_type"],
+        "error_status": 499,
+        "error_body": dict(CANCELLED_BODY),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class JobUrls:
     status_url: str

@@ -19,7 +19,7 @@ from service.cache.service import CacheDirective, CachePlan, CacheService
 from service.cache.store import Hit, Lead, Miss
 from service.config import Settings
 from service.domain.endpoints import Endpoint, app_of, find_endpoint
-from service.domain.jobs import Job, JobMode, JobState, Outcome
+from service.domain.jobs import Job, JobMode, JobState, Outcome, cancelled_fields
 from service.domain.policy import check_request
 from service.domain.schemas import InvalidInputError, TextToVideoInput, normalized_input, parse_input
 from service.domain.urls import url_problem
@@ -146,7 +146,7 @@ class JobService:
         await self._admit(principal, job)
         try:
             # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
-            await self._due.schedule(job.request_id, self._ms(job.created_at + self._submit_grace()))
+            await self._due.schedule(job.request_id, self._ms(job.created_at + self._settings.submit_grace_seconds))
             await self._store.create(job)
             await self._cache.leader_recorded(job)
             submitted = await self._fal.submit(endpoint, job.input, headers=headers or {}, query=query or {})
@@ -221,7 +221,7 @@ class JobService:
                 tenant.id,
                 tenant.policy,
                 job.request_id,
-                extra_lease_seconds=self._submit_grace(),
+                extra_lease_seconds=self._settings.submit_grace_seconds,
                 reservation=reservation,
             )
         except TooManyRequests as exc:
@@ -289,16 +289,7 @@ class JobService:
     async def view(self, job: Job) -> Job:
         """A follower shows its leader's progress; a detached leader shows the cancellation its client asked for."""
         if job.detached:
-            return replace(
-                job,
-                state=JobState.COMPLETED,
-                outcome=Outcome.CANCELLED,
-                result=None,
-                error="Request was cancelled",
-                error_type="client_cancelled",
-                error_status=499,
-                error_body={"detail": "Request was cancelled", "error_type": "client_cancelled"},
-            )
+            return replace(job, state=JobState.COMPLETED, result=None, **cancelled_fields())
         if job.leader_id is not None and not job.done:
             return self._cache.merged(job, await self._store.get(job.leader_id))
         return job
@@ -312,16 +303,7 @@ class JobService:
         if job.done:
             return False
         if job.leader_id is not None:
-            body = {"detail": "Request was cancelled", "error_type": "client_cancelled"}
-            await self._store.complete(
-                request_id,
-                outcome=Outcome.CANCELLED,
-                completed_at=self._clock(),
-                error="Request was cancelled",
-                error_type="client_cancelled",
-                error_status=499,
-                error_body=body,
-            )
+            await self._store.complete(request_id, completed_at=self._clock(), **cancelled_fields())
             await self._due.finish(request_id)
             return True
         if await self._cache.has_live_followers(job):
@@ -395,9 +377,6 @@ class JobService:
         await self._store.complete(job.request_id, **failure)
         await self._due.finish(job.request_id)
         await self._give_back(job)
-
-    def _submit_grace(self) -> float:
-        return self._settings.upstream_submit_timeout_seconds + self._settings.tracker_lease_seconds
 
     @staticmethod
     def _ms(seconds: float) -> int:

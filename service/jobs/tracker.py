@@ -140,8 +140,7 @@ class JobTracker:
             await self._cache.complete_follower(job, leader)
             await self._due.finish(job.request_id)
             return
-        grace = self._s.upstream_submit_timeout_seconds + self._s.tracker_lease_seconds
-        if leader is None and self._clock() - job.created_at > grace:
+        if leader is None and self._clock() - job.created_at > self._s.submit_grace_seconds:
             await self._complete_error(
                 job,
                 502,
@@ -219,7 +218,7 @@ class JobTracker:
 
         fal may or may not have accepted it and has no idempotency key, so it is failed, never re-submitted.
         """
-        deadline = job.created_at + self._s.upstream_submit_timeout_seconds + self._s.tracker_lease_seconds
+        deadline = job.created_at + self._s.submit_grace_seconds
         if self._clock() < deadline:
             await self._due.schedule(job.request_id, int(deadline * 1000))
             return
@@ -231,27 +230,16 @@ class JobTracker:
         )
 
     async def _complete_error(self, job: Job, status_code: int, message: str, error_type: str) -> None:
+        failure: dict[str, Any] = {
+            "outcome": Outcome.ERROR,
+            "error": message,
+            "error_type": error_type,
+            "error_status": status_code,
+            "error_body": {"detail": message, "error_type": error_type},
+        }
         await self._ledger.release(job.tenant_id, job.request_id)  # fal bills nothing it did not produce
-        await self._cache.finish(
-            replace(
-                job,
-                state=JobState.COMPLETED,
-                outcome=Outcome.ERROR,
-                error=message,
-                error_type=error_type,
-                error_status=status_code,
-                error_body={"detail": message, "error_type": error_type},
-            )
-        )
-        completed = await self._store.complete(
-            job.request_id,
-            outcome=Outcome.ERROR,
-            completed_at=self._clock(),
-            error=message,
-            error_type=error_type,
-            error_status=status_code,
-            error_body={"detail": message, "error_type": error_type},
-        )
+        await self._cache.finish(replace(job, state=JobState.COMPLETED, **failure))
+        completed = await self._store.complete(job.request_id, completed_at=self._clock(), **failure)
         await self._finished(job)
         if completed:
             self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=Outcome.ERROR.value).inc()

@@ -83,6 +83,13 @@ class BudgetLedger:
         self._clock = clock
         self._settle = load_script(redis, "service.budgets", "settle.lua")
         self._release = load_script(redis, "service.budgets", "release.lua")
+        self._tracked: set[str] = set()
+
+    async def track_tenant(self, tenant_id: str) -> None:
+        """Put a tenant that reserved on the reconciler's work list (once per process: the set only grows)."""
+        if tenant_id not in self._tracked:
+            await self._redis.sadd(keys.budget_tenants(), tenant_id)
+            self._tracked.add(tenant_id)
 
     def estimate(self, data: TextToVideoInput) -> Quote:
         return estimate(data, self.prices)

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 
-from service import keys
 from service.cache.images import ImageHasher
 from service.cache.store import Claim, ResultCache
 from service.config import Settings
@@ -110,8 +109,7 @@ class CacheService:
     async def attach(self, follower: Job) -> None:
         """Register a follower with its leader; if the leader already finished, finish the follower now."""
         assert follower.leader_id is not None
-        await self._store.redis.sadd(keys.job_followers(follower.leader_id), follower.request_id)
-        await self._store.redis.expire(keys.job_followers(follower.leader_id), self._settings.job_retention_seconds)
+        await self._store.add_follower(follower.leader_id, follower.request_id)
         leader = await self._store.get(follower.leader_id)
         if leader is not None and leader.done:
             await self.complete_follower(follower, leader)
@@ -135,8 +133,8 @@ class CacheService:
                 job.cache_ttl,
             )
         await self._cache.release(job.cache_key, job.request_id)
-        for follower_id in sorted(await self._store.redis.smembers(keys.job_followers(job.request_id))):
-            follower = await self._store.get(str(follower_id))
+        for follower_id in await self._store.followers(job.request_id):
+            follower = await self._store.get(follower_id)
             if follower is not None:
                 await self.complete_follower(follower, job)
 
@@ -146,8 +144,8 @@ class CacheService:
             await self._cache.release(job.cache_key, job.request_id)
 
     async def has_live_followers(self, job: Job) -> bool:
-        for follower_id in await self._store.redis.smembers(keys.job_followers(job.request_id)):
-            follower = await self._store.get(str(follower_id))
+        for follower_id in await self._store.followers(job.request_id):
+            follower = await self._store.get(follower_id)
             if follower is not None and not follower.done:
                 return True
         return False

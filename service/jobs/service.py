@@ -12,7 +12,6 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from service import keys
 from service.budgets.ledger import BudgetLedger
 from service.budgets.usage import BudgetReader, tenant_period
 from service.cache.service import CacheDirective, CachePlan, CacheService
@@ -71,7 +70,6 @@ class JobService:
         self._ledger = ledger
         self._budgets = budgets
         self._cache = cache
-        self._budget_tenants: set[str] = set()
         self._settings = settings
         self._store = store
         self._due = due
@@ -232,16 +230,11 @@ class JobService:
             self._metrics.budget_rejections.labels(tenant=tenant.id).inc()
             log.info("budget_rejected", tenant_id=tenant.id, estimate_micros=estimate)
             raise
-        await self._track_budget_tenant(tenant.id)
+        await self._ledger.track_tenant(tenant.id)
         committed = admitted.spent_micros + admitted.reserved_micros
         await self._budgets.after_reservation(
             tenant, window, committed_before=committed - estimate, committed_after=committed
         )
-
-    async def _track_budget_tenant(self, tenant_id: str) -> None:
-        if tenant_id not in self._budget_tenants:
-            await self._store.redis.sadd(keys.budget_tenants(), tenant_id)
-            self._budget_tenants.add(tenant_id)
 
     async def _give_back(self, job: Job) -> None:
         """Return what admission took for a job that never reached fal: its concurrency slot, its reservation, and

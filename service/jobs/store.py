@@ -17,7 +17,6 @@ class JobStore:
     """Reads and writes job records. State only moves forward: COMPLETED is final and reached exactly once."""
 
     def __init__(self, redis: Redis, *, retention_seconds: int) -> None:
-        self.redis = redis
         self._redis = redis
         self._retention = retention_seconds
         self._write = load_script(redis, _LUA, "job_write.lua")
@@ -37,6 +36,14 @@ class JobStore:
             pipe.zremrangebyscore(history, "-inf", created_ms - self._retention * 1000)
             pipe.expire(history, self._retention)
             await pipe.execute()
+
+    async def add_follower(self, leader_id: str, follower_id: str) -> None:
+        """Record that ``follower_id`` shares ``leader_id``'s upstream job (kept as long as job records are)."""
+        await self._redis.sadd(keys.job_followers(leader_id), follower_id)
+        await self._redis.expire(keys.job_followers(leader_id), self._retention)
+
+    async def followers(self, leader_id: str) -> list[str]:
+        return sorted(cast("set[str]", await self._redis.smembers(keys.job_followers(leader_id))))
 
     async def history(self, tenant_id: str, *, limit: int, before_ms: int | None) -> list[Job]:
         """The tenant's requests, newest first, that still exist (records expire on their own)."""

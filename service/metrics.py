@@ -48,12 +48,6 @@ class Metrics:
         self.tracker_polls = Counter(
             "gateway_tracker_polls_total", "Upstream status polls made by the job tracker", ["outcome"], registry=r
         )
-        self.tracker_lag = Histogram(
-            "gateway_tracker_lag_seconds",
-            "Delay between a job's due time and its poll",
-            registry=r,
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
         self.budget_spent = Gauge(
             "gateway_budget_spent_micros", "Settled spend in the current budget period", ["tenant"], registry=r
         )
@@ -98,7 +92,4 @@ class Metrics:
             "Estimated cost of requests answered by a hit or a merged follower",
             ["tenant", "how"],
             registry=r,
-        )
-        self.tracker_backlog = Gauge(
-            "gateway_tracker_backlog_jobs", "Unfinished jobs on the tracker's schedule", registry=r
         )

@@ -95,10 +95,6 @@ class DueSchedule:
     async def finish(self, request_id: str) -> None:
         await self._redis.zrem(keys.tracker_due(), request_id)
 
-    async def next_due_ms(self) -> int | None:
-        head = cast("list[tuple[str, float]]", await self._redis.zrange(keys.tracker_due(), 0, 0, withscores=True))
-        return int(head[0][1]) if head else None
-
     async def size(self) -> int:
         return int(await self._redis.zcard(keys.tracker_due()))
 

@@ -107,19 +107,19 @@ class Authenticator:
     async def authenticate(self, header: str | None, source: str) -> Principal:
         presented = parse_authorization(header)
         if presented is None:
-            await self._failed(source, "malformed")
+            await self.record_failure(source, "malformed")
             raise Unauthorized("Missing or malformed credentials: send 'Authorization: Key <key_id>:<secret>'")
         record = await self._key(presented.key_id)
         now = self._clock()
         if record is None or not secret_matches(presented.secret, record.secret_hash):
-            await self._failed(source, "unknown_key")
+            await self.record_failure(source, "unknown_key")
             raise Unauthorized("Invalid API key")
         if record.state(now) is not KeyState.ACTIVE:
-            await self._failed(source, f"key_{record.state(now).value}")
+            await self.record_failure(source, f"key_{record.state(now).value}")
             raise Unauthorized(f"API key is {record.state(now).value}")
         tenant = await self._tenant(record.tenant_id)
         if tenant is None:
-            await self._failed(source, "tenant_deleted")
+            await self.record_failure(source, "tenant_deleted")
             raise Unauthorized("Invalid API key")
         if tenant.disabled:
             self._metrics.requests_rejected.labels(reason="tenant_disabled").inc()
@@ -149,9 +149,6 @@ class Authenticator:
 
     async def record_failure(self, source: str, reason: str) -> None:
         """Count a failed authentication from ``source``; raises 429 once the source is past its limit."""
-        await self._failed(source, reason)
-
-    async def _failed(self, source: str, reason: str) -> None:
         self._metrics.requests_rejected.labels(reason=f"auth_{reason}").inc()
         limit = self._settings.auth_failures_per_minute
         if limit <= 0:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
-import ipaddress
-import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote_from_bytes
 
@@ -17,37 +14,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.cache.images import ImageHasher
+from tests.api.netfakes import Handler, fake_resolver, serving
 
-PUBLIC_IP = "93.184.215.14"
-DNS: dict[str, list[str]] = {
-    "cdn.example.com": [PUBLIC_IP],
-    "mirror.example.org": ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-    "rebind.example.com": ["127.0.0.1"],
-    "metadata.example.com": ["169.254.169.254"],
-    "sneaky.example.com": [PUBLIC_IP, "10.0.0.7"],
-}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 OTHER_PNG = PNG[:-1] + b"\x01"
 SECRET = "X-Amz-Signature=supersecret"
 IMAGE_URL = f"https://cdn.example.com/uploads/tenant-7/cat.png?{SECRET}"
 MIRROR_URL = "https://mirror.example.org/copies/cat-copy.png"
-
-Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
-
-
-async def fake_resolver(host: str) -> Sequence[str]:
-    with contextlib.suppress(ValueError):
-        return [str(ipaddress.ip_address(host))]  # like getaddrinfo, an IP literal resolves to itself
-    if host not in DNS:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    return DNS[host]
-
-
-def serving(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=body, headers=headers)
-
-    return handler
 
 
 def recording(calls: list[httpx.Request], body: bytes = PNG) -> Handler:

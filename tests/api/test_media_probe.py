@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +18,15 @@ from service.http import in_process_transport
 from service.netguard import FetchFailed, UnsafeDestination, check_destination, fetch_prefix, origin_of
 from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorConfig, SimulatorState
+from tests.api.netfakes import PUBLIC_IP, Handler, fake_resolver, serving
 
 MP4_720P = (Path(service.simulator.__file__).parent / "media" / "720p-1280x720.mp4").read_bytes()
-PUBLIC_IP = "93.184.215.14"
-DNS: dict[str, list[str]] = {
-    "v3.fal.media": [PUBLIC_IP, "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-    "sneaky.example.com": [PUBLIC_IP, "10.0.0.7"],  # one private answer among public ones is enough to refuse
-    "rebind.example.com": ["127.0.0.1"],
-    "metadata.example.com": ["169.254.169.254"],
-    "v6loop.example.com": ["::1"],
-    "mapped.example.com": ["::ffff:192.168.1.1"],
-    "garbage.example.com": ["not-an-address"],
-    "empty.example.com": [],
-}
 SECRET = "X-Amz-Signature=supersecret"
 VIDEO_URL = f"https://v3.fal.media/files/penguin/abc123/video.mp4?{SECRET}"
-
-Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
-
-
-async def fake_resolver(host: str) -> Sequence[str]:
-    with contextlib.suppress(ValueError):
-        return [str(ipaddress.ip_address(host))]  # like getaddrinfo, an IP literal resolves to itself
-    if host not in DNS:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    return DNS[host]
 
 
 def client_for(handler: Handler) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.MockTransport(handler))
-
-
-def serving(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=body, headers=headers)
-
-    return handler
 
 
 async def fetch(client: httpx.AsyncClient, url: str, **overrides: Any) -> bytes:

@@ -1,4 +1,4 @@
-"""The gateway's error tree and its rendering as fal error bodies (fal-protocol.md §6.1).
+"""The gateway's error tree and its rendering as fal error bodies (docs/protocol.md §6.1).
 
 fal has two error shapes, and every error the gateway returns uses one of them:
 
@@ -19,16 +19,38 @@ fal has two error shapes, and every error the gateway returns uses one of them:
       + PayloadTooLarge (413)
       + TooManyRequests (429)       rate or concurrency limit, or too many failed authentications; Retry-After
       + ServiceUnavailable (503)    the gateway's own state store (Redis) is unreachable
+      + GatewayTimeout (504)        a ``/run`` call outlived the gateway's run timeout; the request is still tracked
       + UpstreamError               fal failed or could not be reached
         - UpstreamUnavailable (502/503)
         - UpstreamTimeout (504)
         - UpstreamRejected          fal answered with an error we pass through (status and body as fal sent them)
+
+Every attribute is given at construction, never assigned afterwards: ``status_code=`` and ``error_type=`` override
+the class's (``GatewayError(detail, status_code=405, error_type="method_not_allowed")``; a submit fal may or may not
+have accepted is ``UpstreamTimeout(message, error_type="upstream_submit_unknown")``).
+
+Every exception is answered through ``EXCEPTION_TABLE`` (``to_gateway_error``), looked up along the exception's
+MRO so that the most specific row wins; a conversion builds a new error, never changing the exception it is given::
+
+    GatewayError                    itself
+    redis RedisError                ServiceUnavailable (503, state_store_unavailable), e.g. ConnectionError
+    litestar ValidationException    InvalidRequest (422): Litestar's validation errors as fal's detail list
+    litestar NotFoundException      NotFound (404)
+    litestar HTTPException          PayloadTooLarge (413), else GatewayError with Litestar's status and detail
+    Exception                       GatewayError (500, internal_error)
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
+
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from redis.exceptions import RedisError
+
+from service.error_mapping import litestar_validation_detail
 
 
 class GatewayError(Exception):
@@ -37,9 +59,18 @@ class GatewayError(Exception):
     status_code: int = 500
     error_type: str = "internal_error"
 
-    def __init__(self, message: str, *, error_type: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        if status_code is not None:
+            self.status_code = status_code
         if error_type is not None:
             self.error_type = error_type
         self.headers = dict(headers or {})
@@ -166,6 +197,13 @@ class ServiceUnavailable(GatewayError):
     error_type = "service_unavailable"
 
 
+class GatewayTimeout(GatewayError):
+    """504 for a ``/run`` call that outlived the run timeout; the request is still tracked, its result in the queue."""
+
+    status_code = 504
+    error_type = "request_timeout"
+
+
 class UpstreamError(GatewayError):
     status_code = 502
     error_type = "upstream_error"
@@ -173,8 +211,7 @@ class UpstreamError(GatewayError):
 
 class UpstreamUnavailable(UpstreamError):
     def __init__(self, message: str, *, status_code: int = 502, error_type: str = "upstream_unavailable") -> None:
-        super().__init__(message, error_type=error_type)
-        self.status_code = status_code
+        super().__init__(message, status_code=status_code, error_type=error_type)
 
 
 class UpstreamTimeout(UpstreamError):
@@ -187,8 +224,8 @@ class UpstreamRejected(UpstreamError):
 
     def __init__(self, status_code: int, payload: Any, *, error_type: str | None = None) -> None:
         message = payload.get("detail") if isinstance(payload, dict) else None
-        super().__init__(str(message) if isinstance(message, str) else f"Upstream returned {status_code}")
-        self.status_code = status_code
+        text = str(message) if isinstance(message, str) else f"Upstream returned {status_code}"
+        super().__init__(text, status_code=status_code)
         self.payload = payload
         self.upstream_error_type = error_type
 
@@ -197,3 +234,66 @@ class UpstreamRejected(UpstreamError):
 
     def response_headers(self) -> dict[str, str]:
         return {"X-Fal-Error-Type": self.upstream_error_type} if self.upstream_error_type else {}
+
+
+# --- the table: any exception -> the gateway error it is answered with ---------------------------------------------
+
+
+def _itself(exc: GatewayError) -> GatewayError:
+    return exc
+
+
+def _state_store_unavailable(_: RedisError) -> GatewayError:
+    return ServiceUnavailable(
+        "The gateway's state store (Redis) is unavailable; nothing was sent upstream",
+        error_type="state_store_unavailable",
+    )
+
+
+def _invalid_request(exc: ValidationException) -> GatewayError:
+    return InvalidRequest(litestar_validation_detail(exc))
+
+
+def _not_found(_: NotFoundException) -> GatewayError:
+    return NotFound("Not found")
+
+
+def _http_error(exc: HTTPException) -> GatewayError:
+    if exc.status_code == 413:
+        return PayloadTooLarge("Request body is too large")
+    return GatewayError(exc.detail, status_code=exc.status_code, error_type=_http_error_type(exc.status_code))
+
+
+def _internal_error(_: Exception) -> GatewayError:
+    return GatewayError("Internal server error", error_type="internal_error")
+
+
+def _http_error_type(status_code: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        405: "method_not_allowed",
+        429: "rate_limited",
+    }.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
+
+
+# Each converter takes an instance of its row's class (``Any`` here: a mapping cannot tie a key's type to its value's).
+Converter = Callable[[Any], GatewayError]
+
+EXCEPTION_TABLE: Mapping[type[Exception], Converter] = MappingProxyType(
+    {
+        GatewayError: _itself,
+        RedisError: _state_store_unavailable,
+        ValidationException: _invalid_request,
+        NotFoundException: _not_found,
+        HTTPException: _http_error,
+        Exception: _internal_error,
+    }
+)
+
+
+def to_gateway_error(exc: Exception) -> GatewayError:
+    """The gateway error ``exc`` is answered with: the row of its most specific class in ``EXCEPTION_TABLE``."""
+    converter = next(EXCEPTION_TABLE[cls] for cls in type(exc).__mro__ if cls in EXCEPTION_TABLE)
+    return converter(exc)

@@ -1,5 +1,4 @@
-"""HTTP plumbing shared by every route: the ``x-fal-request-id`` header, one log line per request, and the
-mapping of every exception to a fal-shaped error body (fal-protocol.md §6.1, §12 item 7)."""
+"""HTTP plumbing shared by every route: the request id header, one log line per request, the exception handler."""
 
 from __future__ import annotations
 
@@ -13,11 +12,10 @@ import structlog
 from litestar import Request, Response
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.exceptions import RedisError
 
-from service.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from service.errors import GatewayError, to_gateway_error
 from service.metrics import Metrics
 
 log = structlog.get_logger("service.http")
@@ -80,29 +78,8 @@ def _route_of(scope: Scope) -> str:
     return str(template) if template else "unmatched"
 
 
-def to_gateway_error(exc: Exception) -> GatewayError:  # noqa: PLR0911 - one branch per exception family
-    """Translate any exception into the gateway error it should be answered with."""
-    if isinstance(exc, GatewayError):
-        return exc
-    if isinstance(exc, RedisError):
-        return ServiceUnavailable(
-            "The gateway's state store (Redis) is unavailable; nothing was sent upstream",
-            error_type="state_store_unavailable",
-        )
-    if isinstance(exc, ValidationException):
-        return InvalidRequest(_litestar_validation_detail(exc))
-    if isinstance(exc, NotFoundException):
-        return NotFound("Not found")
-    if isinstance(exc, HTTPException):
-        if exc.status_code == 413:
-            return PayloadTooLarge("Request body is too large")
-        error = GatewayError(exc.detail, error_type=_http_error_type(exc.status_code))
-        error.status_code = exc.status_code
-        return error
-    return GatewayError("Internal server error", error_type="internal_error")
-
-
 def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Answer any exception with the fal-shaped error ``service.errors.EXCEPTION_TABLE`` maps it to (§6.1, §12.7)."""
     error = to_gateway_error(exc)
     if error.status_code >= 500 and not isinstance(exc, GatewayError):
         log.error("unhandled_exception", error=type(exc).__name__, exc_info=not isinstance(exc, RedisError))
@@ -115,41 +92,6 @@ def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
         media_type="application/json",
         headers={"x-fal-request-id": request_id, **error.response_headers()},
     )
-
-
-def _litestar_validation_detail(exc: ValidationException) -> list[dict[str, Any]]:
-    """Litestar's validation errors as fal's detail list. Litestar names a missing or non-object body "data"."""
-    entries = exc.extra if isinstance(exc.extra, list) else []
-    detail: list[dict[str, Any]] = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        key = str(entry.get("key") or "")
-        message = str(entry.get("message", "Invalid value"))
-        if key in {"", "data"}:
-            missing = message.strip("'\"") == "data" or "required" in message.lower()
-            detail.append(
-                {
-                    "type": "missing" if missing else "model_attributes_type",
-                    "loc": ["body"],
-                    "msg": "Field required" if missing else "Input should be a JSON object",
-                }
-            )
-            continue
-        detail.append(
-            {"type": "value_error", "loc": [str(entry.get("source", "body")), *key.split(".")], "msg": message}
-        )
-    return detail or [{"type": "value_error", "loc": ["body"], "msg": str(exc.detail)}]
-
-
-def _http_error_type(status_code: int) -> str:
-    return {
-        400: "bad_request",
-        401: "unauthorized",
-        403: "forbidden",
-        405: "method_not_allowed",
-        429: "rate_limited",
-    }.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
 
 
 def in_process_transport(app: Any) -> httpx.AsyncBaseTransport:

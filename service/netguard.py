@@ -1,31 +1,46 @@
-"""Outbound fetches to URLs the gateway did not choose: the resolved-address half of the SSRF guard and a bounded GET.
+"""The SSRF guard for every URL the gateway did not choose: resolve once, check every address, connect to a checked one.
 
-:mod:`service.domain.urls` refuses what can be refused from the URL alone; this module resolves the host and refuses
-any private, loopback, link-local (cloud metadata), reserved or multicast address, then reads at most a prefix of
-the body with no redirects and a total deadline.
+:mod:`service.domain.urls` holds the rules. Here a :class:`GuardedTransport` applies them to each request: it checks
+the URL, resolves its host exactly once (an IP literal in any spelling is never resolved), refuses the request if
+ANY address is refused, and then opens the TCP connection to one of those checked addresses, trying them in order
+and never resolving again. The request keeps its URL, its Host header and its TLS server name, so SNI and
+certificate verification are for the host name while the bytes go to the checked IP: a DNS server that answers a
+public address to the check and a private one a moment later (DNS rebinding) has nothing to rebind. A pooled
+keep-alive connection serves later requests to the same origin; each of them is checked first, and the connection
+goes to an address checked under the same policy. A :class:`GuardedClient` never follows redirects and ignores
+proxy settings from the environment (a proxy would resolve the name itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+import ssl
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
-from service.domain.urls import address_problem, url_problem
+from service.domain.urls import UNRESTRICTED, IPAddress, OutboundPolicy, address_problem, ip_literal, url_problem
 
-_CREDENTIAL_HEADERS = ("authorization", "cookie")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_CREDENTIAL_HEADERS = ("authorization", "cookie")
 
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
 """Resolves a host name to its IP addresses (as text); injectable so that tests need no DNS."""
 
 
 class UnsafeDestination(ValueError):
-    """The URL may not be fetched: wrong scheme, credentials, an internal host, or an address that is not public."""
+    """The URL may not be fetched: wrong scheme, credentials, an internal host, or an address the policy refuses."""
+
+
+class HostUnresolved(UnsafeDestination):
+    """The host has no address right now. Nothing was sent; unlike a refusal, this may pass (DNS is having a bad
+    minute), so a webhook delivery tries again later."""
 
 
 class FetchFailed(Exception):
@@ -38,83 +53,45 @@ async def system_resolver(host: str) -> Sequence[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def check_destination(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
-    """Raise :class:`UnsafeDestination` unless ``url`` is syntactically safe and every address its host has is public.
-
-    With ``allow_private`` only the syntax is checked and nothing is resolved: any address is allowed, so a lookup
-    would only add latency (and the connection reports a name that does not resolve anyway).
-    """
-    problem = url_problem(url, allow_private=allow_private)
+def checked_host(url: str, policy: OutboundPolicy) -> str:
+    """The host of ``url`` (as a resolver takes it), or :class:`UnsafeDestination` if the URL alone is refused."""
+    problem = url_problem(url, policy)
     if problem is not None:
         raise UnsafeDestination(problem)
-    if allow_private:
-        return
-    host = urlsplit(url).hostname or ""  # url_problem has already refused a URL without a host
+    return urlsplit(url).hostname or ""  # url_problem has refused a URL without a host
+
+
+async def resolve_checked(host: str, policy: OutboundPolicy, resolver: Resolver) -> tuple[IPAddress, ...]:
+    """Every address ``host`` has (resolved once; an IP literal is its own address), or :class:`UnsafeDestination`
+    if there is none or ANY of them is refused: the connection could otherwise reach the refused one."""
+    literal = ip_literal(host)
+    if literal is not None:
+        return (literal,)  # url_problem has checked it
     try:
-        addresses = await resolver(host)
+        answers = await resolver(host)
     except (OSError, UnicodeError):  # socket.gaierror, or a name IDNA cannot encode
-        addresses = []
-    if not addresses:
-        raise UnsafeDestination("host does not resolve")
-    # ANY, not the first: the connection may use any of them (happy eyeballs, retries).
-    for text in addresses:
+        answers = []
+    if not answers:
+        raise HostUnresolved("host does not resolve")
+    addresses: list[IPAddress] = []
+    for text in answers:
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
             raise UnsafeDestination("host resolves to an unreadable address") from None
-        problem = address_problem(address)
+        problem = address_problem(address, policy)
         if problem is not None:
-            raise UnsafeDestination(problem)
+            raise UnsafeDestination(f"host resolves to {problem}")
+        if address not in addresses:
+            addresses.append(address)
+    return tuple(addresses)
 
 
-async def fetch_prefix(  # noqa: PLR0913 - every bound is the caller's to choose
-    client: httpx.AsyncClient,
-    url: str,
-    *,
-    max_bytes: int,
-    timeout: float,  # noqa: ASYNC109 - a configured total deadline, applied below with asyncio.timeout
-    allow_private: bool,
-    resolver: Resolver = system_resolver,
-) -> bytes:
-    """The first ``max_bytes`` (or fewer, if the body is shorter) of the body at ``url``.
-
-    Raises :class:`UnsafeDestination` when the URL may not be fetched and :class:`FetchFailed` for anything else that
-    goes wrong, including a redirect (it could point anywhere, past the check) and running past ``timeout`` seconds,
-    which bounds the lookup, the connection and the whole body together.
-
-    DNS rebinding: the check and httpx's connection resolve the name separately, so a hostile DNS server could
-    answer a public address to the first and a private one to the second. That is accepted here because the body is
-    only parsed for a size or hashed, never returned to a caller, so the worst case is a blind GET of an internal URL
-    without credentials. A full fix pins the address: resolve once, then connect to that IP through a custom
-    transport that keeps the original Host header and TLS server name.
-    """
-    if max_bytes < 1:
-        raise ValueError("max_bytes must be positive")
-    try:
-        async with asyncio.timeout(timeout):
-            await check_destination(url, allow_private=allow_private, resolver=resolver)
-            return await _read_prefix(client, url, max_bytes)
-    except TimeoutError:
-        raise FetchFailed(f"no complete answer within {timeout:g} s") from None
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-        # The class name only: some messages quote the URL, and the reason gets logged (signed URLs carry tokens).
-        raise FetchFailed(f"transport error ({type(exc).__name__})") from exc
-
-
-async def _read_prefix(client: httpx.AsyncClient, url: str, max_bytes: int) -> bytes:
-    response = await open_outbound(client, url, {"Range": f"bytes=0-{max_bytes - 1}"})
-    try:
-        if response.status_code not in {200, 206}:
-            raise FetchFailed(f"HTTP {response.status_code}")
-        # A server may ignore Range and send the whole file with 200: stop reading at max_bytes regardless.
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk[: max_bytes - len(body)]
-            if len(body) >= max_bytes:
-                break
-        return bytes(body)
-    finally:
-        await response.aclose()
+async def check_destination(
+    url: str, policy: OutboundPolicy, *, resolver: Resolver = system_resolver
+) -> tuple[IPAddress, ...]:
+    """The checked addresses of ``url``'s host, or :class:`UnsafeDestination` (see :func:`resolve_checked`)."""
+    return await resolve_checked(checked_host(url, policy), policy, resolver)
 
 
 def origin_of(url: str) -> str | None:
@@ -133,36 +110,148 @@ def origin_of(url: str) -> str | None:
     return f"{scheme}://{netloc}"
 
 
-class Destinations:
-    """Where outbound fetches may go: public addresses, plus the exact ``trusted_origins`` (scheme, host and port;
-    the operator's own upstream, such as a simulator on loopback), or anywhere when ``allow_private``."""
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    host: str
+    addresses: tuple[IPAddress, ...]
+
+
+# The addresses checked for the request being sent in this task; httpcore connects inside the sending task.
+_PIN: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar("netguard_pin", default=None)
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, except that a TCP connection goes to the addresses pinned for the request."""
+
+    def __init__(self) -> None:
+        self._network = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        pin = _PIN.get()
+        if pin is None or pin.host != host.lower():
+            raise httpcore.ConnectError("no checked address for this connection")  # fail closed
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in pin.addresses:
+            try:
+                return await self._network.connect_tcp(
+                    str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError("no checked address for this connection")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._network.sleep(seconds)
+
+
+class _PinnedHTTPTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (request and response mapping, error translation) over a connection pool whose
+    connections go to the pinned addresses."""
+
+    def __init__(self, verify: ssl.SSLContext | bool, limits: httpx.Limits) -> None:
+        context = httpx.create_ssl_context(verify=verify)
+        super().__init__(verify=context, limits=limits, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PinnedBackend(),
+        )
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Checks every request against the policy and, when :attr:`pinned`, connects only to the checked addresses.
+
+    Build it with :func:`guarded_transport`. With an ``inner`` transport (an in-process ASGI app, a test's mock) the
+    destination is still checked, URL and resolved addresses alike, but the inner transport decides where the bytes
+    go, so nothing is pinned. A request to one of the exact ``trusted_origins`` (scheme, host and port; the
+    operator's own upstream, such as a simulator on loopback) may go to any address; through an inner transport its
+    host is then not even resolved.
+    """
 
     def __init__(
         self,
+        policy: OutboundPolicy,
+        send: httpx.AsyncBaseTransport,
         *,
-        allow_private: bool = False,
-        trusted_origins: Collection[str] = (),
-        resolver: Resolver = system_resolver,
+        pinned: bool,
+        resolver: Resolver,
+        trusted_origins: Collection[str],
     ) -> None:
         origins = {entry: origin_of(entry) for entry in trusted_origins}
         bad = sorted(entry for entry, origin in origins.items() if origin is None)
         if bad:
             raise ValueError(f"trusted origins must look like scheme://host[:port]: {bad}")
-        self.allow_private = allow_private
-        self.resolver = resolver
+        self.policy = policy
+        self.pinned = pinned
+        self._send = send
+        self._resolver = resolver
         self._trusted = frozenset(origins.values())
 
-    def allows_private(self, url: str) -> bool:
-        return self.allow_private or origin_of(url) in self._trusted
+    def policy_for(self, url: str) -> OutboundPolicy:
+        """The policy a request to ``url`` is checked against: anything goes for a trusted origin."""
+        return UNRESTRICTED if origin_of(url) in self._trusted else self.policy
 
-    async def check(self, url: str) -> None:
-        await check_destination(url, allow_private=self.allows_private(url), resolver=self.resolver)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        policy = self.policy_for(url)
+        host = checked_host(url, policy)
+        if not self.pinned:
+            if not policy.admits_every_address:
+                await resolve_checked(host, policy, self._resolver)
+            return await self._send.handle_async_request(request)
+        addresses = await resolve_checked(host, policy, self._resolver)
+        token = _PIN.set(_Pin(request.url.raw_host.decode("ascii").lower(), addresses))
+        try:
+            return await self._send.handle_async_request(request)
+        finally:
+            _PIN.reset(token)
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
 
 
-async def open_outbound(client: httpx.AsyncClient, url: str, headers: Mapping[str, str]) -> httpx.Response:
-    """Start a streamed GET of a URL that is not ours: the client's default credentials stay home, redirects are
-    refused (they could point anywhere, past the destination check), and so are compressed bodies (decompression is
-    unbounded). The caller reads the body and must close the response."""
+def guarded_transport(  # noqa: PLR0913 - each is the caller's to choose
+    policy: OutboundPolicy,
+    *,
+    resolver: Resolver = system_resolver,
+    trusted_origins: Collection[str] = (),
+    verify: ssl.SSLContext | bool = True,
+    inner: httpx.AsyncBaseTransport | None = None,
+    limits: httpx.Limits | None = None,
+) -> GuardedTransport:
+    """The guard for ``policy``. Without ``inner``: real connections, each pinned to an address checked for the
+    request (``verify`` and ``limits`` apply to them). With ``inner``: every request is checked, then handed to
+    ``inner`` unpinned (for in-process transports, whose requests open no connection; closing the guard closes it).
+    """
+    if inner is not None:
+        return GuardedTransport(policy, inner, pinned=False, resolver=resolver, trusted_origins=trusted_origins)
+    pool = _PinnedHTTPTransport(verify, limits or httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    return GuardedTransport(policy, pool, pinned=True, resolver=resolver, trusted_origins=trusted_origins)
+
+
+class GuardedClient(httpx.AsyncClient):
+    """An httpx client for URLs the gateway did not choose: its only transport is a :class:`GuardedTransport`, it
+    follows no redirect and reads no proxy or netrc settings from the environment (``SSL_CERT_FILE`` still counts).
+    A refused request raises :class:`UnsafeDestination` from ``send``."""
+
+    def __init__(self, transport: GuardedTransport, *, timeout: httpx.Timeout | float = 5.0) -> None:
+        super().__init__(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+        self.guard = transport
+
+
+async def open_outbound(client: GuardedClient, url: str, headers: Mapping[str, str]) -> httpx.Response:
+    """Start a streamed GET through the guard: the client's default credentials stay home, redirects are refused
+    (even by a client told to follow them), and so are compressed bodies (decompression is unbounded). The caller
+    reads the body and must close the response."""
     request = client.build_request("GET", url, headers={**headers, "Accept-Encoding": "identity"})
     for name in _CREDENTIAL_HEADERS:
         request.headers.pop(name, None)

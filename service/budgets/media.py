@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,14 +10,7 @@ import httpx
 import structlog
 
 from service.domain.mp4 import video_size
-from service.netguard import (
-    Destinations,
-    FetchFailed,
-    Resolver,
-    UnsafeDestination,
-    fetch_prefix,
-    system_resolver,
-)
+from service.netguard import FetchFailed, GuardedClient, UnsafeDestination, open_outbound
 
 log = structlog.get_logger(__name__)
 
@@ -26,28 +19,17 @@ class MediaProbe:
     """Fetches the start of a result's ``video.url`` and reads its size from the MP4 header.
 
     fal's output is only ``{"video": {"url": ...}, "seed": ...}``, so the produced size is not in the result. The URL
-    comes from upstream, so it goes through the SSRF guard like any other URL the gateway did not choose, except for
-    ``trusted_origins``: the operator's own upstream (the simulator on loopback, a proxy on a private network), whose
-    media URLs are private by design and come from a server the operator runs. Trust is by exact origin
-    (scheme, host, port), so a trusted loopback simulator does not open the rest of loopback.
+    comes from upstream, so it goes through the SSRF guard like any other URL the gateway did not choose: the
+    client's :class:`service.netguard.GuardedTransport`, whose policy and trusted origins (the operator's own
+    upstream, matched by exact origin) the wiring chooses.
     """
 
-    def __init__(  # noqa: PLR0913 - the fetch bounds are configuration
-        self,
-        client: httpx.AsyncClient,
-        *,
-        max_bytes: int = 256 * 1024,
-        timeout: float = 5.0,
-        allow_private: bool = False,
-        trusted_origins: Collection[str] = (),
-        resolver: Resolver = system_resolver,
-    ) -> None:
+    def __init__(self, client: GuardedClient, *, max_bytes: int = 256 * 1024, timeout: float = 5.0) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
         self._client = client
         self._max_bytes = max_bytes
         self._timeout = timeout
-        self._destinations = Destinations(
-            allow_private=allow_private, trusted_origins=trusted_origins, resolver=resolver
-        )
 
     async def produced_size(self, result: Any) -> tuple[int, int] | None:
         """Width and height of the video in a model output, or None when it has none or it cannot be read."""
@@ -55,14 +37,7 @@ class MediaProbe:
         if url is None:
             return None
         try:
-            data = await fetch_prefix(
-                self._client,
-                url,
-                max_bytes=self._max_bytes,
-                timeout=self._timeout,
-                allow_private=self._destinations.allows_private(url),
-                resolver=self._destinations.resolver,
-            )
+            data = await fetch_prefix(self._client, url, max_bytes=self._max_bytes, timeout=self._timeout)
         except (UnsafeDestination, FetchFailed) as exc:
             _warn(str(exc), url)
             return None
@@ -70,6 +45,47 @@ class MediaProbe:
         if size is None:
             _warn(f"no video size in the first {len(data)} bytes", url)
         return size
+
+
+async def fetch_prefix(
+    client: GuardedClient,
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float,  # noqa: ASYNC109 - a configured total deadline, applied below with asyncio.timeout
+) -> bytes:
+    """The first ``max_bytes`` (or fewer, if the body is shorter) of the body at ``url``.
+
+    Raises :class:`UnsafeDestination` when the guard refuses the URL and :class:`FetchFailed` for anything else that
+    goes wrong, including a redirect and running past ``timeout`` seconds, which bounds the lookup, the connection
+    and the whole body together.
+    """
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be positive")
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_prefix(client, url, max_bytes)
+    except TimeoutError:
+        raise FetchFailed(f"no complete answer within {timeout:g} s") from None
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+        # The class name only: some messages quote the URL, and the reason gets logged (signed URLs carry tokens).
+        raise FetchFailed(f"transport error ({type(exc).__name__})") from exc
+
+
+async def _read_prefix(client: GuardedClient, url: str, max_bytes: int) -> bytes:
+    response = await open_outbound(client, url, {"Range": f"bytes=0-{max_bytes - 1}"})
+    try:
+        if response.status_code not in {200, 206}:
+            raise FetchFailed(f"HTTP {response.status_code}")
+        # A server may ignore Range and send the whole file with 200: stop reading at max_bytes regardless.
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk[: max_bytes - len(body)]
+            if len(body) >= max_bytes:
+                break
+        return bytes(body)
+    finally:
+        await response.aclose()
 
 
 def _video_url(result: Any) -> str | None:

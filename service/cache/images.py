@@ -6,24 +6,15 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
 import structlog
 
-from service.netguard import (
-    Destinations,
-    FetchFailed,
-    Resolver,
-    UnsafeDestination,
-    open_outbound,
-    system_resolver,
-)
+from service.netguard import FetchFailed, GuardedClient, UnsafeDestination, open_outbound
 
 log = structlog.get_logger(__name__)
-
-# Same list as service.netguard's fetch_prefix: the URL is the tenant's, the client's credentials are ours.
 
 
 class ImageHasher:
@@ -32,28 +23,16 @@ class ImageHasher:
     The same image under two URLs (a re-signed link, a copy on another CDN) then shares a cache entry, and an image
     replaced under the same URL does not reuse the old result. Every failure returns None and the caller hashes the
     URL instead: a content hash only improves the cache, it must never fail a request. URLs go through the SSRF
-    guard (:func:`service.netguard.check_destination`) except for ``trusted_origins``, matched by exact origin as in
-    :class:`service.budgets.media.MediaProbe`. ``data:`` URIs are decoded and hashed locally, never fetched.
+    guard of the client's :class:`service.netguard.GuardedTransport`; ``data:`` URIs are decoded and hashed
+    locally, never fetched.
     """
 
-    def __init__(  # noqa: PLR0913 - the fetch bounds are configuration
-        self,
-        client: httpx.AsyncClient,
-        *,
-        max_bytes: int = 20 * 1024 * 1024,
-        timeout: float = 10.0,
-        allow_private: bool = False,
-        trusted_origins: Collection[str] = (),
-        resolver: Resolver = system_resolver,
-    ) -> None:
+    def __init__(self, client: GuardedClient, *, max_bytes: int = 20 * 1024 * 1024, timeout: float = 10.0) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
         self._client = client
         self._max_bytes = max_bytes
         self._timeout = timeout
-        self._destinations = Destinations(
-            allow_private=allow_private, trusted_origins=trusted_origins, resolver=resolver
-        )
 
     async def digest(self, url: str) -> str | None:
         """``"sha256:<hex>"`` of the image bytes at ``url`` (or in a ``data:`` URI), or None if they cannot be read."""
@@ -98,7 +77,6 @@ class ImageHasher:
         return data
 
     async def _fetch_digest(self, url: str) -> str:
-        await self._destinations.check(url)
         response = await open_outbound(self._client, url, {})
         try:
             # 200 only: without a Range request, a 206 would be a part of the image and hash to a wrong key.

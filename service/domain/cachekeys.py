@@ -5,7 +5,8 @@ normalised, so requests that mean the same thing hash the same (``"duration": "5
 ``generate_audio`` and ``true``; no seed and ``-1``, both "random") and requests that differ in any field do not.
 Every field is included, because any of them may change the video. Images may be hashed by content: their digests
 then replace the URLs. The key starts with the hash version, so changing these rules can never serve an entry
-computed under the old ones. The scope (a tenant, or a shared namespace) is hashed in too, so scopes never meet.
+computed under the old ones. The scope (a tenant, or a shared namespace) is hashed in too, so scopes never meet,
+and so is the scope's generation (bumped by every purge of the scope), so a purge makes every older key unreachable.
 """
 
 from __future__ import annotations
@@ -44,11 +45,19 @@ def canonical_request(
 
 
 def cache_key(
-    scope: str, endpoint_id: str, data: TextToVideoInput, image_digests: Mapping[str, str] | None = None
+    scope: str,
+    endpoint_id: str,
+    data: TextToVideoInput,
+    image_digests: Mapping[str, str] | None = None,
+    *,
+    generation: int = 0,
 ) -> str:
-    """``v<version>-<sha256 hex>`` of the scope and the canonical request."""
+    """``v<version>-<sha256 hex>`` of the scope, the canonical request and the scope's generation. Generation 0
+    adds nothing, so keys from before generations existed stay valid. A later one follows the canonical request,
+    a one-line JSON object ending in ``}``, so no two (scope, request, generation) triples hash the same text."""
     canonical = json.dumps(
         canonical_request(endpoint_id, data, image_digests), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )
-    digest = hashlib.sha256(f"{HASH_VERSION}\n{scope}\n{canonical}".encode()).hexdigest()
+    material = f"{HASH_VERSION}\n{scope}\n{canonical}" + (f"\ng{generation}" if generation else "")
+    digest = hashlib.sha256(material.encode()).hexdigest()
     return f"v{HASH_VERSION}-{digest}"

@@ -21,6 +21,7 @@ from service.domain.apikeys import IssuedKey, generate_key, is_valid_tenant_id
 from service.domain.tenants import ApiKeyRecord, KeyState, Tenant, TenantCreate, TenantSpec, merge_patch
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.events import EventBus
+from service.redis_client import load_script
 
 _PATCHABLE = ("name", "disabled", "policy", "metadata", "budget")
 
@@ -30,6 +31,7 @@ class TenantStore:
         self._redis = redis
         self._bus = bus
         self._clock = clock
+        self._rotate = load_script(redis, "service.tenants", "rotate.lua")
 
     def now(self) -> float:
         return self._clock()
@@ -99,7 +101,7 @@ class TenantStore:
         expires on its own. Returns the deleted key ids."""
         await self.require_tenant(tenant_id)
         key_ids = sorted(cast("set[str]", await self._redis.smembers(keys.tenant_keys(tenant_id))))
-        await self._redis.delete(keys.tenant(tenant_id), keys.tenant_keys(tenant_id))
+        await self._redis.delete(keys.tenant(tenant_id), keys.tenant_keys(tenant_id), keys.webhook_secrets(tenant_id))
         if key_ids:
             await self._redis.delete(*[keys.api_key(k) for k in key_ids])
         await self._redis.srem(keys.tenant_index(), tenant_id)
@@ -145,7 +147,10 @@ class TenantStore:
     async def rotate_key(
         self, tenant_id: str, key_id: str, *, grace_seconds: float, name: str | None = None
     ) -> tuple[IssuedKey, ApiKeyRecord, ApiKeyRecord]:
-        """Issue a successor and keep the old key valid for ``grace_seconds`` more (never longer than it had)."""
+        """Issue a successor and keep the old key valid for ``grace_seconds`` more (never longer than it had).
+
+        Concurrent rotations of one key issue one successor: each creates its successor, then claims the rotation on
+        the old key in one script (``lua/rotate.lua``); a refused claim deletes its successor again."""
         old = await self._tenant_key(tenant_id, key_id)
         now = self._clock()
         if old.state(now) is not KeyState.ACTIVE:
@@ -155,9 +160,16 @@ class TenantStore:
         issued, new = await self.create_key(tenant_id, name=name or old.name, expires_at=old.expires_at)
         grace_end = now + grace_seconds
         old_expiry = grace_end if old.expires_at is None else min(old.expires_at, grace_end)
-        await self._redis.hset(
-            keys.api_key(key_id), mapping=_encode({"expires_at": old_expiry, "rotated_to": issued.key_id})
+        answer = cast(
+            "list[str]",
+            await self._rotate(
+                keys=[keys.api_key(key_id)], args=[json.dumps(now), json.dumps(old_expiry), json.dumps(issued.key_id)]
+            ),
         )
+        if answer[0] != "ok":
+            await self._redis.delete(keys.api_key(issued.key_id))
+            await self._redis.srem(keys.tenant_keys(tenant_id), issued.key_id)
+            raise _rotation_refused(key_id, answer)
         await self._invalidate(f"key:{key_id}")
         return issued, new, await self._tenant_key(tenant_id, key_id)
 
@@ -191,3 +203,12 @@ def _patched(current: Tenant, patch: dict[str, Any], now: float) -> Tenant:
 
 def _encode(values: dict[str, Any]) -> dict[Any, Any]:
     return {name: json.dumps(value) for name, value in values.items()}
+
+
+def _rotation_refused(key_id: str, answer: list[str]) -> Conflict | NotFound:
+    """The error of a rotation claim ``lua/rotate.lua`` refused: the same as the checks before the claim give."""
+    if answer[0] == "missing":
+        return NotFound(f"Key '{key_id}' not found", error_type="key_not_found")
+    if answer[0] == "rotated":
+        return Conflict(f"Key '{key_id}' was already rotated to '{json.loads(answer[1])}'")
+    return Conflict(f"Key '{key_id}' is {KeyState(answer[0]).value} and cannot be rotated")

@@ -1,39 +1,25 @@
-"""Shared fixtures. Tests talk to a real Redis: ``GATEWAY_TEST_REDIS_URL``, else 127.0.0.1:6379 if it answers,
-else (or with ``GATEWAY_TEST_EMBEDDED_REDIS=1``) an embedded valkey server started for the session. Test data lives
-in database 15, flushed per test."""
+"""The Redis every suite talks to (see tests.support.redis), and a client on it whose database is flushed per test."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis
 from redis.asyncio import Redis
 
-from service.embedded import EmbeddedRedis
 from service.redis_client import connect_url
-
-TEST_DB = 15
+from tests.support.redis import SuiteRedis, suite_redis
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    configured = os.environ.get("GATEWAY_TEST_REDIS_URL")
-    if configured:
-        yield configured
-        return
-    local = f"redis://127.0.0.1:6379/{TEST_DB}"
-    try:
-        if os.environ.get("GATEWAY_TEST_EMBEDDED_REDIS"):
-            raise redis.ConnectionError("embedded server requested")
-        redis.Redis.from_url(local, socket_connect_timeout=0.5).ping()
-    except redis.RedisError:
-        embedded = EmbeddedRedis()
-        yield embedded.start().rsplit("/", 1)[0] + f"/{TEST_DB}"
-        embedded.stop()
-        return
-    yield local
+def redis_server() -> Iterator[SuiteRedis]:
+    with suite_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: SuiteRedis) -> str:
+    return redis_server.url
 
 
 @pytest.fixture

@@ -1,184 +1,15 @@
-"""End-to-end rig: the simulator and the gateway as real processes on loopback, the gateway over TLS with a test CA,
-and ``fal_client`` in its own process configured only through its environment variables."""
+"""The end-to-end fixture: the rig of tests.support.e2e started once per module on the suite's Redis."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import redis
 import trustme
 
-ADMIN = "e2e-admin-token"
-SIM_KEY = "e2e-simulator-key"
-SCENARIOS = Path(__file__).with_name("fal_client_scenarios.py")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, *, verify: Any = True, timeout: float = 20.0, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before becoming ready")
-        try:
-            if httpx.get(url, verify=verify, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
-@dataclass
-class Processes:
-    tmp: Path
-    ca: Path
-    redis_url: str
-    sim_port: int
-    gw_port: int
-    logs: list[Path] = field(default_factory=list)
-    gateway: subprocess.Popen[bytes] | None = None
-    simulator: subprocess.Popen[bytes] | None = None
-
-    @property
-    def gw_url(self) -> str:
-        return f"https://127.0.0.1:{self.gw_port}"
-
-    @property
-    def sim_url(self) -> str:
-        return f"http://127.0.0.1:{self.sim_port}"
-
-    def gateway_env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_PORT": str(self.gw_port),
-            "GATEWAY_REDIS_URL": self.redis_url,
-            "GATEWAY_UPSTREAM_URL": self.sim_url,
-            "GATEWAY_FAL_KEY": SIM_KEY,
-            "GATEWAY_ADMIN_TOKEN": ADMIN,
-            "GATEWAY_TLS_CERT_FILE": str(self.tmp / "server.pem"),
-            "GATEWAY_TLS_KEY_FILE": str(self.tmp / "server.key"),
-            "GATEWAY_TRACKER_POLL_INITIAL_SECONDS": "0.1",
-            "GATEWAY_TRACKER_POLL_MAX_SECONDS": "0.5",
-            "GATEWAY_TRACKER_LEASE_SECONDS": "2",
-            "GATEWAY_LOG_JSON": "true",
-        }
-
-    def tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
-
-    def start_simulator(self) -> None:
-        log = self.tmp / "simulator.log"
-        self.logs.append(log)
-        self.simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service",
-                "simulator",
-                "--port",
-                str(self.sim_port),
-                "--queue-seconds",
-                "0.3",
-                "--processing-seconds",
-                "1.5",
-                "--fal-key",
-                SIM_KEY,
-            ],
-            cwd=ROOT,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_ready(f"{self.sim_url}/_sim/stats", proc=self.simulator)
-
-    def start_gateway(self) -> None:
-        log = self.tmp / f"gateway-{len(self.logs)}.log"
-        self.logs.append(log)
-        self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            cwd=ROOT,
-            env=self.gateway_env(),
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_ready(f"{self.gw_url}/healthz", verify=self.tls(), proc=self.gateway)
-
-    def kill_gateway(self) -> None:
-        assert self.gateway is not None
-        self.gateway.send_signal(signal.SIGKILL)
-        self.gateway.wait(timeout=10)
-
-    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(
-            method,
-            f"{self.gw_url}{path}",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            verify=self.tls(),
-            timeout=10,
-            **kwargs,
-        )
-
-    def new_key(self, tenant: str) -> str:
-        self.admin("POST", "/admin/tenants", json={"id": tenant, "name": tenant})
-        response = self.admin("POST", f"/admin/tenants/{tenant}/keys")
-        assert response.status_code == 201, response.text
-        key: str = response.json()["key"]
-        return key
-
-    def fal_client(self, scenario: str, key: str, *args: str, timeout: float = 60) -> dict[str, Any]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "GATEWAY_"))}
-        env |= {
-            "FAL_KEY": key,
-            "FAL_RUN_HOST": f"127.0.0.1:{self.gw_port}/run",
-            "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{self.gw_port}/queue",
-            "SSL_CERT_FILE": str(self.ca),
-        }
-        done = subprocess.run(
-            [sys.executable, str(SCENARIOS), scenario, *args],
-            env=env,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr.decode()[-3000:]
-        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-        return result
-
-    def sim_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = httpx.get(f"{self.sim_url}/_sim/stats", timeout=5).json()
-        return stats
-
-    def stop(self) -> None:
-        for proc in (self.gateway, self.simulator):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-    def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+from tests.support.e2e import Processes
+from tests.support.loopback import free_port
+from tests.support.redis import flush
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +20,8 @@ def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Itera
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
     cert.private_key_pem.write_to_path(str(tmp / "server.key"))
-    # Its own database: the in-process suites flush theirs per test.
-    redis_url = redis_url.rsplit("/", 1)[0] + "/14"
-    redis.Redis.from_url(redis_url).flushdb()
+    # The suite's database, like every other module's: no other test runs while this module's processes do.
+    flush(redis_url)
     procs = Processes(tmp=tmp, ca=tmp / "ca.pem", redis_url=redis_url, sim_port=free_port(), gw_port=free_port())
     try:
         procs.start_simulator()
@@ -199,4 +29,4 @@ def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Itera
         yield procs
     finally:
         procs.stop()
-        redis.Redis.from_url(redis_url).flushdb()
+        flush(redis_url)

@@ -1,5 +1,5 @@
 """The ``seedance-gateway`` command: ``serve``, ``worker``, ``simulator``, ``dev`` (the quick start), ``openapi``,
-and the operator commands ``tenants`` and ``keys``."""
+and the operator commands ``tenants``, ``keys`` and ``webhooks``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-from litestar import Litestar
 from pydantic import ValidationError
 
 from service.admin_cli import register as register_admin_commands
 from service.app import create_app
 from service.config import Settings
 from service.logging import configure_logging
+from service.outbound import webhook_policy
+from service.server import run_server
+from service.webhooks.signing import parse_signing_keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,27 +83,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _serve_problem(settings: Settings) -> str | None:
     if not settings.redis_url:
         return "GATEWAY_REDIS_URL is required"
+    if settings.fal_webhooks and not settings.public_url:
+        return "GATEWAY_FAL_WEBHOOKS needs GATEWAY_PUBLIC_URL: the address fal calls the gateway back at"
+    try:
+        webhook_policy(settings)
+        if settings.webhook_signing_keys is not None:
+            parse_signing_keys(settings.webhook_signing_keys.get_secret_value())
+    except ValueError as exc:
+        return f"invalid webhook configuration: {exc}"
     if not settings.simulator and settings.fal_key is None:
         return (
             "GATEWAY_FAL_KEY is required; to run against the built-in simulator instead, choose it explicitly "
             "with --simulator or GATEWAY_SIMULATOR=true"
         )
     return None
-
-
-def run_server(app: Litestar, settings: Settings) -> None:
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
-        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=15,
-    )
-    uvicorn.Server(config).run()
 
 
 def _simulator(args: argparse.Namespace) -> int:

@@ -58,7 +58,49 @@ class Settings(BaseSettings):
     run_timeout_seconds: float = Field(default=3600.0, gt=0, description="Longest a /run call waits for its job.")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
-    webhook_allow_private: bool = Field(default=False, description="Allow webhooks to private/loopback addresses.")
+
+    # Webhooks: delivery, signing, and fal's own webhooks inbound (see docs/webhooks.md)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhooks to private networks (10/8, 172.16/12, 192.168/16, fc00::/7); loopback, "
+        "link-local, metadata and other special addresses stay refused unless GATEWAY_WEBHOOK_ALLOWED_NETWORKS admits "
+        "them.",
+    )
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated CIDRs webhooks may always reach (for example 127.0.0.0/8 for a receiver on "
+        "loopback).",
+    )
+    webhook_signing_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Ed25519 keys `<kid>:<base64url 32-byte seed>`; the first signs, all are "
+        "published. Unset: one key is generated once and shared by every replica through Redis.",
+    )
+    webhook_retry_schedule: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Seconds between delivery attempts (jittered); after the last, the delivery is dead-lettered.",
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    webhook_retry_after_max_seconds: float = Field(default=3600.0, ge=0, description="Cap on a receiver's Retry-After.")
+    webhook_max_response_bytes: int = Field(default=16 * 1024, ge=0, description="How much of an answer is read.")
+    webhook_secret_grace_seconds: float = Field(
+        default=24 * 3600.0, ge=0, description="How long a rotated tenant secret keeps signing beside the new one."
+    )
+    webhook_concurrency: int = Field(default=32, ge=1)
+    webhook_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A delivery claimed by a dead replica returns."
+    )
+    webhook_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60, description="Delivery log retention.")
+    fal_webhooks: bool = Field(
+        default=False,
+        description="Ask fal to call the gateway's receiver when a job ends (needs GATEWAY_PUBLIC_URL); polling "
+        "stays as the fallback at GATEWAY_FAL_WEBHOOK_POLL_SECONDS.",
+    )
+    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
+    fal_jwks_cache_seconds: float = Field(default=24 * 3600.0, gt=0, le=24 * 3600.0)
+    fal_webhook_tolerance_seconds: float = Field(default=300.0, gt=0)
+    fal_webhook_poll_seconds: float = Field(default=60.0, gt=0)
 
     # Pricing and budgets (money is integer micro-USD)
     price_audio_micros_per_million_tokens: int = Field(default=2_400_000, gt=0)
@@ -116,6 +158,9 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE must be set together")
         if self.tracker_poll_max_seconds < self.tracker_poll_initial_seconds:
             raise ValueError("GATEWAY_TRACKER_POLL_MAX_SECONDS must be >= GATEWAY_TRACKER_POLL_INITIAL_SECONDS")
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            # A delivery still being sent must not be claimed again by another replica.
+            raise ValueError("GATEWAY_WEBHOOK_LEASE_SECONDS must be longer than GATEWAY_WEBHOOK_TIMEOUT_SECONDS")
         return self
 
     @property

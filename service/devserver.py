@@ -8,13 +8,13 @@ import secrets
 from pathlib import Path
 
 from service.app import create_app
-from service.cli import run_server
 from service.config import Settings
 from service.domain.tenants import TenantCreate
 from service.embedded import EmbeddedRedis
 from service.events import EventBus
 from service.logging import configure_logging
 from service.redis_client import connect
+from service.server import run_server
 from service.tenants.store import TenantStore
 
 DEMO_TENANT = "demo"

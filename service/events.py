@@ -17,8 +17,13 @@ log = structlog.get_logger(__name__)
 
 
 class EventBus:
-    def __init__(self, redis: Redis, *, reconnect_seconds: float = 1.0) -> None:
+    def __init__(
+        self, redis: Redis, *, on_error: Callable[[str], None] | None = None, reconnect_seconds: float = 1.0
+    ) -> None:
+        """``on_error`` is called inside ``except`` with an event name for every error the subscription survives
+        (the app logs and counts them: :class:`service.background.Survivor`); without it they are logged here."""
         self._redis = redis
+        self._on_error = on_error
         self._reconnect = reconnect_seconds
         self._handlers: dict[str, list[Callable[[str], None]]] = {}
         self._reset_hooks: list[Callable[[], None]] = []
@@ -57,8 +62,8 @@ class EventBus:
                             self._dispatch(str(message["channel"]), str(message["data"]))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("event_bus_disconnected", error=type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the subscription must survive anything; logged and counted
+                self._survived("event_bus_disconnected")
             finally:
                 self._connected.clear()
                 self._reset()
@@ -68,8 +73,14 @@ class EventBus:
         for handler in self._handlers.get(channel, ()):
             try:
                 handler(data)
-            except Exception as exc:  # a bad handler must not stop the others or the subscription
-                log.warning("event_handler_failed", channel=channel, error=type(exc).__name__)
+            except Exception:  # noqa: BLE001 - a bad handler must not stop the others or the subscription
+                self._survived("event_handler_failed")
+
+    def _survived(self, event: str) -> None:
+        if self._on_error is not None:
+            self._on_error(event)
+        else:
+            log.error(event, exc_info=True)  # noqa: LOG014 - only ever called inside except
 
     def _reset(self) -> None:
         for hook in self._reset_hooks:

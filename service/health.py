@@ -8,6 +8,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.metrics import Metrics
 
@@ -21,7 +22,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(redis: NamedDependency[Redis]) -> Response[dict[str, Any]]:
     try:
         await redis.ping()
-    except Exception as exc:  # any failure means "not ready"; the reason is reported, never raised
+    except (RedisError, OSError, TimeoutError) as exc:  # not ready; the reason is reported, never raised
         return Response({"ok": [], "failing": {"redis": type(exc).__name__}}, status_code=503)
     return Response({"ok": ["redis"], "failing": {}}, status_code=200)
 

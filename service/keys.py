@@ -14,19 +14,30 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:tenant:{<tid>}:charges:<p>:idx`` ZSET request id -> settlement time (ms), to page the ledger
 - ``gw:v1:tenant:{<tid>}:breakdown:<p>`` HASH ``<endpoint>|<resolution>|<audio>`` -> micros (and ``...|count``)
 - ``gw:v1:tenant:{<tid>}:alerts:<p>`` HASH alert name -> time it fired (one event per period)
+- ``gw:v1:tenant:{<tid>}:whsec``      HASH ``current`` / ``previous`` / ``previous_until`` Standard Webhooks secrets
 - ``gw:v1:job:{<rid>}:followers``     SET of request ids merged into this (leader) request's upstream job
+- ``gw:v1:job:{<rid>}:outbox``        HASH hook name -> payload written with the job's completion, until dispatched
 - ``gw:v1:cache:{<ck>}``              cached result (JSON) of cache key ``ck`` (which embeds the hash version)
 - ``gw:v1:cache:{<ck>}:leader``       request id of the in-flight request others with key ``ck`` attach to
 - ``gw:v1:cachescope:{<scope>}``      SET of cache keys written in a scope (a tenant or a namespace), for purges
+- ``gw:v1:cachescope:{<scope>}:gen``  the scope's generation (counter, never expires), embedded in its cache keys and
+                                      bumped by every purge, so one purge makes all older entries unreachable at once
 - ``gw:v1:tenants``                   SET of tenant ids
 - ``gw:v1:budget:tenants``            SET of tenant ids that ever reserved (the reconciler's work list)
 - ``gw:v1:budget:reconcile-lock``     one replica reconciles at a time
+- ``gw:v1:webhook:signing-key``       generated Ed25519 webhook signing key ``<kid>:<seed>`` (none configured)
 - ``gw:v1:apikey:{<key_id>}``         API key record (hash; holds only a hash of the secret)
 - ``gw:v1:authfail:{<source>}:<n>``   failed authentications from one source in minute ``n``
 - ``gw:v1:audit``                     stream of admin actions
 - ``gw:v1:job:{<rid>}``               job record (hash), expires ``job_retention_seconds`` after completion
 - ``gw:v1:tracker:due``               ZSET of request ids, scored by the epoch-ms of their next upstream poll;
                                       a claimed entry is re-scored to "now + lease" so a dead replica's work returns
+- ``gw:v1:webhook:{<did>}``           webhook delivery record (hash): target, body, state, attempt count
+- ``gw:v1:webhook:{<did>}:attempts``  LIST of the delivery's attempts (JSON: time, status, latency, error)
+- ``gw:v1:webhook:due``               ZSET of pending delivery ids by next attempt (epoch ms), claimed as leases
+- ``gw:v1:webhooks``                  ZSET of every delivery id by creation (ms), for the operator's log
+- ``gw:v1:tenant:{<tid>}:webhooks``   ZSET of the tenant's delivery ids by creation (ms)
+- ``gw:v1:falhook:{<digest>}``        an inbound fal webhook signature already accepted (replay guard, expires)
 - ``gw:v1:events:job``                pub/sub channel: a request id is published whenever its job record changes
 - ``gw:v1:events:auth``               pub/sub channel: ``key:<key_id>`` / ``tenant:<tid>`` when either changes
 """
@@ -84,12 +95,20 @@ def budget_alerts(tenant_id: str, period_id: str) -> str:
     return f"{tenant(tenant_id)}:alerts:{period_id}"
 
 
+def webhook_secrets(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:whsec"
+
+
 def budget_tenants() -> str:
     return f"{PREFIX}:budget:tenants"
 
 
 def reconcile_lock() -> str:
     return f"{PREFIX}:budget:reconcile-lock"
+
+
+def webhook_signing_key() -> str:
+    return f"{PREFIX}:webhook:signing-key"
 
 
 def auth_failures(source: str, window: int) -> str:
@@ -116,6 +135,10 @@ def job_followers(request_id: str) -> str:
     return f"{job(request_id)}:followers"
 
 
+def job_outbox(request_id: str) -> str:
+    return f"{job(request_id)}:outbox"
+
+
 def cache_entry(cache_key: str) -> str:
     return f"{PREFIX}:cache:{{{cache_key}}}"
 
@@ -126,6 +149,34 @@ def cache_leader(cache_key: str) -> str:
 
 def cache_scope(scope: str) -> str:
     return f"{PREFIX}:cachescope:{{{scope}}}"
+
+
+def cache_scope_generation(scope: str) -> str:
+    return f"{cache_scope(scope)}:gen"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    return f"{PREFIX}:webhook:{{{delivery_id}}}"
+
+
+def webhook_attempts(delivery_id: str) -> str:
+    return f"{webhook_delivery(delivery_id)}:attempts"
+
+
+def webhook_due() -> str:
+    return f"{PREFIX}:webhook:due"
+
+
+def webhook_index() -> str:
+    return f"{PREFIX}:webhooks"
+
+
+def tenant_webhooks(tenant_id: str) -> str:
+    return f"{tenant(tenant_id)}:webhooks"
+
+
+def fal_webhook_seen(digest: str) -> str:
+    return f"{PREFIX}:falhook:{{{digest}}}"
 
 
 def tracker_due() -> str:

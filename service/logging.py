@@ -21,7 +21,8 @@ def configure_logging(settings: Settings) -> None:
     renderer: list[structlog.typing.Processor] = (
         [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
         if json_output
-        else [structlog.dev.ConsoleRenderer()]
+        # Plain tracebacks: rich's highlighted ones cost milliseconds each, which a loop surviving an outage feels.
+        else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
     structlog.configure(
         processors=[*shared, *renderer],

@@ -45,6 +45,12 @@ class Metrics:
         self.requests_rejected = Counter(
             "gateway_requests_rejected_total", "Requests refused before reaching fal", ["reason"], registry=r
         )
+        self.background_errors = Counter(
+            "gateway_background_errors_total",
+            "Errors survived by a background loop (tracker, reconciler, event bus); each is logged with its traceback",
+            ["loop"],
+            registry=r,
+        )
         self.tracker_polls = Counter(
             "gateway_tracker_polls_total", "Upstream status polls made by the job tracker", ["outcome"], registry=r
         )
@@ -76,6 +82,45 @@ class Metrics:
             "gateway_budget_reservations_reconciled_total",
             "Expired reservations resolved by the reconciler",
             ["outcome"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "gateway_webhook_deliveries_total",
+            "Webhook deliveries that ended: delivered, or failed after their last attempt (dead-lettered)",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "gateway_webhook_attempts_total",
+            "Webhook delivery attempts by result (2xx, 4xx, 5xx, network_error, refused)",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_attempt_seconds = Histogram(
+            "gateway_webhook_attempt_duration_seconds",
+            "Latency of one webhook delivery attempt",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.webhook_delivery_seconds = Histogram(
+            "gateway_webhook_delivery_latency_seconds",
+            "From a job's completion to its webhook's successful delivery",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 1800, 7200, 36000, 86400),
+        )
+        self.webhook_dead_letters = Counter(
+            "gateway_webhook_dead_letters_total", "Deliveries that used every attempt (or were refused)", registry=r
+        )
+        self.webhook_queue_depth = Gauge(
+            "gateway_webhook_queue_depth", "Webhook deliveries pending (due now or waiting for a retry)", registry=r
+        )
+        self.webhook_oldest_pending_seconds = Gauge(
+            "gateway_webhook_oldest_pending_seconds", "How overdue the most overdue pending delivery is", registry=r
+        )
+        self.fal_webhooks = Counter(
+            "gateway_fal_webhooks_total",
+            "Webhooks from fal received: accepted, or refused by reason",
+            ["result"],
             registry=r,
         )
         self.cache_lookups = Counter(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, cast
+from typing import cast
 
 import structlog
 from redis.asyncio import Redis
@@ -171,7 +171,7 @@ class BudgetLedger:
             log.info("budget_released", tenant_id=tenant_id, request_id=request_id, released_micros=released)
         return released
 
-    async def reconcile(self, load_job: Callable[[str], Any], *, extend_seconds: float) -> int:
+    async def reconcile(self, load_job: Callable[[str], Awaitable[Job | None]], *, extend_seconds: float) -> int:
         """Resolve every reservation past its expiry. Returns how many were settled or released."""
         now_ms = int(self._clock() * 1000)
         resolved = 0
@@ -180,7 +180,7 @@ class BudgetLedger:
                 "list[str]", await self._redis.zrangebyscore(keys.reservation_expiry(tenant_id), "-inf", now_ms)
             )
             for request_id in expired:
-                job: Job | None = await load_job(request_id)
+                job = await load_job(request_id)
                 if job is not None and not job.done:  # still followed by the tracker: keep holding the money
                     await self._redis.zadd(
                         keys.reservation_expiry(tenant_id), {request_id: now_ms + int(extend_seconds * 1000)}, xx=True

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 
 import structlog
 from redis.asyncio import Redis
 
 from service import keys
+from service.background import Survivor
 from service.budgets.ledger import BudgetLedger
 from service.budgets.usage import BudgetReader
-from service.jobs.store import JobStore
+from service.domain.jobs import Job
+from service.metrics import Metrics
 from service.tenants.store import TenantStore
 
 log = structlog.get_logger(__name__)
@@ -29,15 +32,19 @@ class Reconciler:
         *,
         ledger: BudgetLedger,
         reader: BudgetReader,
-        jobs: JobStore,
+        load_job: Callable[[str], Awaitable[Job | None]],
         tenants: TenantStore,
+        metrics: Metrics,
         interval_seconds: float,
         extend_seconds: float,
     ) -> None:
+        """``load_job`` reads a job record by request id (the job store's ``get``): this package does not know
+        where jobs live, only what a finished one looks like."""
         self._redis = redis
         self._ledger = ledger
         self._reader = reader
-        self._jobs = jobs
+        self._load_job = load_job
+        self._survivor = Survivor("reconciler", metrics)
         self._tenants = tenants
         self._interval = interval_seconds
         self._extend = extend_seconds
@@ -47,8 +54,8 @@ class Reconciler:
         while not stop.is_set():
             try:
                 await self.round()
-            except Exception as exc:
-                log.warning("budget_reconcile_failed", error=type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the loop must survive anything; logged and counted
+                self._survivor.survived("budget_reconcile_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
 
@@ -57,7 +64,7 @@ class Reconciler:
         lock_ms = int(max(self._interval, 1.0) * 1000)
         if not await self._redis.set(keys.reconcile_lock(), self._owner, nx=True, px=lock_ms):
             return 0
-        resolved = await self._ledger.reconcile(self._jobs.get, extend_seconds=self._extend)
+        resolved = await self._ledger.reconcile(self._load_job, extend_seconds=self._extend)
         if resolved:
             log.info("budget_reconciled", resolved=resolved)
         for tenant in await self._tenants.list_tenants():

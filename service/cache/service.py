@@ -1,19 +1,18 @@
-"""Caching by seed and input hash, and single-flight: pay once for identical requests.
+"""The result cache's policy: which requests are cacheable under which key, the claim, and filling the cache.
 
 A cacheable request (explicit seed, or a tenant that opted in to seedless caching) is answered from the cache when
-it can be. Otherwise, if an identical request is already in flight, it attaches to that request's upstream job as a
-*follower*: one submit, one charge (to the leader), and every request id sees the same progress and result. Else it
-*leads*: it is submitted as usual and its successful result is cached. Failures are never cached, and a leader's
-failure is its followers' failure. Hits and followers cost nothing and reserve nothing.
+it can be. Otherwise, if an identical request is already in flight, the claim says so and the request becomes a
+*follower* of it (bookkeeping in ``service/jobs/followers.py``): one submit, one charge (to the leader). Else it
+*leads*: it is submitted as usual and its successful result is cached. Failures are never cached. Hits and
+followers cost nothing and reserve nothing.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import structlog
 
@@ -22,9 +21,8 @@ from service.cache.store import Claim, ResultCache
 from service.config import Settings
 from service.domain.cachekeys import IMAGE_FIELDS, cache_key, is_cacheable, scope_of
 from service.domain.endpoints import Endpoint
-from service.domain.jobs import Job, JobState, Outcome
+from service.domain.jobs import Job, Outcome
 from service.domain.schemas import TextToVideoInput
-from service.jobs.store import JobStore
 from service.metrics import Metrics
 from service.tenants.auth import Principal
 
@@ -53,13 +51,13 @@ class CachePlan:
     scope: str
     ttl: int
     directive: CacheDirective
+    generation: int = 0
 
 
 class CacheService:
-    def __init__(  # noqa: PLR0913 - collaborators, all explicit
+    def __init__(
         self,
         cache: ResultCache,
-        store: JobStore,
         *,
         hasher: ImageHasher | None,
         settings: Settings,
@@ -67,7 +65,6 @@ class CacheService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cache = cache
-        self._store = store
         self._hasher = hasher
         self._settings = settings
         self._metrics = metrics
@@ -83,12 +80,15 @@ class CacheService:
         if not is_cacheable(data, seedless=bool(policy.cache_seedless)):
             return None
         scope = scope_of(principal.tenant_id, policy.cache_namespace)
+        # The key embeds the scope's generation, so a purge of the scope makes every older entry unreachable.
+        generation = await self._cache.generation(scope)
         digests = await self._image_digests(data)
         ttl = min(
             policy.cache_ttl_seconds or self._settings.cache_ttl_seconds,
             self._settings.upstream_media_retention_seconds,
         )
-        return CachePlan(cache_key(scope, endpoint.id, data, digests), scope, ttl, directive)
+        key = cache_key(scope, endpoint.id, data, digests, generation=generation)
+        return CachePlan(key, scope, ttl, directive, generation)
 
     async def claim(self, plan: CachePlan, request_id: str) -> Claim:
         # The marker lives for the submit grace until the leader is recorded (then it is extended): long enough for
@@ -106,17 +106,9 @@ class CacheService:
         if job.cache_key and job.cache_role == "leader":
             await self._cache.extend_marker(job.cache_key, job.request_id, self._settings.reservation_ttl_seconds)
 
-    async def attach(self, follower: Job) -> None:
-        """Register a follower with its leader; if the leader already finished, finish the follower now."""
-        assert follower.leader_id is not None
-        await self._store.add_follower(follower.leader_id, follower.request_id)
-        leader = await self._store.get(follower.leader_id)
-        if leader is not None and leader.done:
-            await self.complete_follower(follower, leader)
-
     async def finish(self, job: Job) -> None:
-        """A leader (or bypass request) finished: cache a success, drop the in-flight marker, finish followers.
-        Idempotent: a replica that takes over repeats it harmlessly."""
+        """A leader (or bypass request) finished: cache a success and drop the in-flight marker. Idempotent: a
+        replica that takes over repeats it harmlessly."""
         if not job.cache_key or job.cache_role not in CACHEABLE_ROLES or not job.done:
             return
         if job.outcome is Outcome.OK and job.cache_scope and job.cache_ttl:
@@ -131,78 +123,9 @@ class CacheService:
                     "cached_at": self._clock(),
                 },
                 job.cache_ttl,
+                generation=job.cache_generation or 0,
             )
         await self._cache.release(job.cache_key, job.request_id)
-        for follower_id in await self._store.followers(job.request_id):
-            follower = await self._store.get(follower_id)
-            if follower is not None:
-                await self.complete_follower(follower, job)
-
-    async def abandon(self, job: Job) -> None:
-        """A leader that never reached fal gives up its in-flight marker, so the next identical request leads."""
-        if job.cache_key and job.cache_role == "leader":
-            await self._cache.release(job.cache_key, job.request_id)
-
-    async def has_live_followers(self, job: Job) -> bool:
-        for follower_id in await self._store.followers(job.request_id):
-            follower = await self._store.get(follower_id)
-            if follower is not None and not follower.done:
-                return True
-        return False
-
-    async def complete_follower(self, follower: Job, leader: Job) -> bool:
-        """Give a follower its leader's outcome (its own id, tenant and webhook stay its own). Exactly once."""
-        copied = {
-            name: getattr(leader, name)
-            for name in (
-                "outcome",
-                "result",
-                "error",
-                "error_type",
-                "error_status",
-                "error_body",
-                "inference_time",
-                "logs",
-            )
-        }
-        done = await self._store.complete(follower.request_id, completed_at=self._clock(), **copied)
-        if done:
-            self._metrics.jobs_completed.labels(endpoint=follower.endpoint_id, outcome=leader.outcome or "error").inc()
-        return done
-
-    async def hit_job(self, job: Job, entry: Mapping[str, Any]) -> Job:
-        """Record a cache hit: a new request id, COMPLETED at once, with the original result. Costs nothing."""
-        hit = replace(
-            job,
-            state=JobState.COMPLETED,
-            outcome=Outcome.OK,
-            result=entry["result"],
-            inference_time=entry.get("inference_time"),
-            completed_at=self._clock(),
-            cache_role="hit",
-            estimate_micros=0,
-        )
-        await self._store.create(hit)
-        return hit
-
-    def merged(self, follower: Job, leader: Job | None) -> Job:
-        """What a follower's client sees while its leader runs: the leader's progress under its own identity."""
-        if leader is None or follower.done:
-            return follower
-        return replace(
-            leader,
-            request_id=follower.request_id,
-            tenant_id=follower.tenant_id,
-            tenant_uid=follower.tenant_uid,
-            mode=follower.mode,
-            created_at=follower.created_at,
-            webhook_url=follower.webhook_url,
-            cache_role=follower.cache_role,
-            leader_id=leader.request_id,
-            cache_key=follower.cache_key,
-            estimate_micros=0,
-            upstream_id=None,
-        )
 
     async def _image_digests(self, data: TextToVideoInput) -> dict[str, str]:
         if self._hasher is None or not self._settings.cache_content_hashing:

@@ -1,4 +1,4 @@
-"""The fal endpoints the gateway serves, and fal's endpoint-id grammar (fal-protocol.md §1.3, §2)."""
+"""The fal endpoints the gateway serves, and fal's endpoint-id grammar (docs/protocol.md §1.3, §2)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ _ACTIONS = {(): "result", ("status",): "status", ("status", "stream"): "stream",
 
 
 def parse_request_path(path: str) -> RequestPath | None:
-    """Parse the part of a queue URL after ``/queue/``; None when it is not a request URL (fal-protocol.md §1.3)."""
+    """Parse the part of a queue URL after ``/queue/``; None when it is not a request URL (docs/protocol.md §1.3)."""
     parts = path.strip("/").split("/")
     if len(parts) < 4 or parts[2] != "requests" or not all(parts[:2]) or not parts[3]:
         return None

@@ -1,4 +1,4 @@
-"""The job record and how it is shown to fal clients (fal-protocol.md §5.1, §5.2).
+"""The job record and how it is shown to fal clients (docs/protocol.md §5.1, §5.2).
 
 Internally a job moves SUBMITTING -> IN_QUEUE -> IN_PROGRESS -> COMPLETED. SUBMITTING (accepted by the gateway,
 upstream submit not yet confirmed) is shown as IN_QUEUE at position 0, because fal clients only know three statuses.
@@ -8,7 +8,7 @@ A failed or cancelled job is COMPLETED with ``error`` / ``error_type``, exactly 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -55,15 +55,18 @@ class Job:
     error_body: Any = None
     inference_time: float | None = None
     webhook_url: str | None = None
+    upstream_webhook: bool = False  # fal was asked to call the gateway's receiver when the job ends
     tenant_uid: str | None = None
     estimate_micros: int | None = None
     cache_key: str | None = None
     cache_role: str | None = None  # hit, leader, follower or bypass
     cache_scope: str | None = None
     cache_ttl: int | None = None
+    cache_generation: int | None = None  # the scope's purge generation the key was computed under
     leader_id: str | None = None  # a follower's leader, whose upstream job it shares
     detached: bool = False  # a leader cancelled by its client while others still follow its upstream job
     cancel_requested: bool = False
+    settling: bool = False  # COMPLETED, but the completion's side effects are not all booked yet (not shown)
     polls: int = 0
 
     @property
@@ -111,6 +114,36 @@ def cancelled_fields() -> dict[str, Any]:
     }
 
 
+def as_clients_see(job: Job) -> Job:
+    """A job whose completion is still being booked (charge, cache, followers, slot) shows as running, so whoever
+    sees a job COMPLETED also sees it charged, cached and its slot free (docs/architecture.md)."""
+    if not (job.done and job.settling):
+        return job
+    return replace(
+        job,
+        state=JobState.IN_PROGRESS,
+        settling=False,
+        outcome=None,
+        result=None,
+        error=None,
+        error_type=None,
+        error_status=None,
+        error_body=None,
+        completed_at=None,
+    )
+
+
+def failed_fields(status_code: int, message: str, error_type: str, body: Any = None) -> dict[str, Any]:
+    """What a failed job records: fal's request-error body unless the failure brought its own (fal's, verbatim)."""
+    return {
+        "outcome": Outcome.ERROR,
+        "error": message,
+        "error_type": error_type,
+        "error_status": status_code,
+        "error_body": body if body is not None else {"detail": message, "error_type": error_type},
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class JobUrls:
     status_url: str
@@ -119,7 +152,7 @@ class JobUrls:
 
 
 def job_urls(base_url: str, app: str, request_id: str) -> JobUrls:
-    """Queue URLs use only ``owner/alias`` (fal-protocol.md §1.3)."""
+    """Queue URLs use only ``owner/alias`` (docs/protocol.md §1.3)."""
     response_url = f"{base_url.rstrip('/')}/queue/{app}/requests/{request_id}"
     return JobUrls(status_url=f"{response_url}/status", response_url=response_url, cancel_url=f"{response_url}/cancel")
 

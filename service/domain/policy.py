@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.domain.endpoints import ENDPOINTS
 from service.domain.schemas import Resolution, TextToVideoInput
+from service.domain.urls import MAX_URL_LENGTH, UNRESTRICTED, url_problem
 
 RESOLUTION_RANK = {Resolution.P480: 0, Resolution.P720: 1, Resolution.P1080: 2}
 
@@ -33,6 +34,20 @@ class TenantPolicy(BaseModel):
         description="Share cached results with every tenant that joins the same namespace",
     )
     cache_ttl_seconds: int | None = Field(default=None, ge=60, description="Cache lifetime for this tenant's entries")
+    default_webhook_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="Called when a queued request without its own fal_webhook completes (checked again at submit "
+        "and at delivery against the gateway's outbound rules)",
+    )
+
+    @field_validator("default_webhook_url")
+    @classmethod
+    def _webhook_syntax(cls, value: str | None) -> str | None:
+        problem = url_problem(value, UNRESTRICTED) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("allowed_endpoints")
     @classmethod

@@ -1,7 +1,7 @@
 """What a Seedance 1.5 Pro video costs, in integer micro-USD: the size table, the token formula, estimate and settle.
 
 fal prices the model per video token: tokens = W x H x frames / 1024, at $2.4 per 1M tokens with audio and $1.2
-without (seedance-pricing.md). Prices and the frame rate are configuration (:class:`PriceTable`), so a price change
+without (docs/pricing.md). Prices and the frame rate are configuration (:class:`PriceTable`), so a price change
 needs no code change; the pixel sizes are the model's, confirmed by two independent tables (§1), so they are code.
 
 The rule, and why:
@@ -54,7 +54,7 @@ _CELLS: dict[Resolution, tuple[Size, ...]] = {
 SIZES: Mapping[Resolution, Mapping[AspectRatio, Size]] = MappingProxyType(
     {res: MappingProxyType(dict(zip(_TABLE_ORDER, cells, strict=True))) for res, cells in _CELLS.items()}
 )
-"""(width, height) of the output for each tier and ratio, Seedance 1.5 Pro (seedance-pricing.md §1). No ``auto``."""
+"""(width, height) of the output for each tier and ratio, Seedance 1.5 Pro (docs/pricing.md §1). No ``auto``."""
 
 
 def _largest_cell(resolution: Resolution) -> AspectRatio:

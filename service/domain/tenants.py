@@ -110,16 +110,3 @@ def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def tenant_view(tenant: Tenant) -> dict[str, Any]:
-    """A tenant as the admin API shows it."""
-    return {
-        "id": tenant.id,
-        "name": tenant.name,
-        "disabled": tenant.disabled,
-        "policy": tenant.policy.model_dump(mode="json"),
-        "metadata": tenant.metadata,
-        "created_at": iso(tenant.created_at),
-        "updated_at": iso(tenant.updated_at),
-    }

@@ -1,4 +1,5 @@
-"""fal's queue and run APIs under ``/queue`` and ``/run`` (fal-protocol.md §1.3, §4, §5)."""
+"""fal's queue and run APIs under ``/queue`` and ``/run`` (docs/protocol.md §1.3, §4, §5), and the price of a
+request before it is submitted (``/v1/estimate``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,20 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
+from service.budgets.ledger import BudgetLedger
 from service.cache.service import directive_of
 from service.config import Settings
 from service.domain.endpoints import RequestPath, app_of, parse_request_path
 from service.domain.jobs import Job, JobMode, JobUrls, job_urls, status_payload, submit_payload
-from service.errors import GatewayError, NotFound
-from service.jobs.service import JobService, result_response
+from service.domain.urls import PUBLIC_ONLY
+from service.errors import GatewayTimeout, NotFound
+from service.jobs import intake
+from service.jobs.cancel import Cancellation
+from service.jobs.queries import JobQueries
+from service.jobs.responses import cache_headers, cost_headers, json_response, result_response
+from service.jobs.submit import SubmitPipeline, SubmitRequest
+from service.metrics import Metrics
+from service.outbound import webhook_policy
 from service.tenants.auth import Principal
 from service.upstream.fal import FORWARDED_SUBMIT_HEADERS
 
@@ -37,48 +46,54 @@ class QueueController(Controller):
         self,
         request: AnyRequest,
         fal_path: FromPath[str],
-        jobs: NamedDependency[JobService],
+        submits: NamedDependency[SubmitPipeline],
         principal: NamedDependency[Principal],
         settings: NamedDependency[Settings],
+        metrics: NamedDependency[Metrics],
         fal_webhook: FromQuery[str | None] = None,
     ) -> Response[Any]:
-        job = await _admit_and_submit(request, fal_path, jobs, principal, JobMode.QUEUE, fal_webhook)
+        submit = await _submit_request(request, fal_path, JobMode.QUEUE, fal_webhook, principal, settings, metrics)
+        job = await submits.submit(principal, submit)
+        request.state.fal_request_id = job.request_id
         urls = job_urls(_base_url(request, settings), app_of(job.endpoint_id), job.request_id)
-        return _json(submit_payload(job, urls), 200, job.request_id, _cost_header(job))
+        return json_response(submit_payload(job, urls), 200, job.request_id, cost_headers(job))
 
     @get("/{fal_path:path}")
     async def read(
         self,
         request: AnyRequest,
         fal_path: FromPath[str],
-        jobs: NamedDependency[JobService],
+        queries: NamedDependency[JobQueries],
         principal: NamedDependency[Principal],
         settings: NamedDependency[Settings],
         logs: FromQuery[str | None] = None,
     ) -> Response[Any]:
         """``.../requests/{id}`` (result), ``.../status`` and ``.../status/stream``."""
         target = _request_path(fal_path, {"result", "status", "stream"})
-        job = await jobs.get(principal, target.app, target.request_id)
+        job = await queries.get(principal, target.app, target.request_id)
         if target.action == "result":
             answer = result_response(job)
-            return _json(answer.body, answer.status_code, job.request_id, answer.headers | _cache_headers(job))
+            return json_response(answer.body, answer.status_code, job.request_id, answer.headers | cache_headers(job))
         urls = job_urls(_base_url(request, settings), app_of(job.endpoint_id), job.request_id)
         if target.action == "stream":
             events = _status_events(
-                jobs, job.request_id, urls=urls, with_logs=_truthy(logs), keepalive=settings.sse_keepalive_seconds
+                queries, job.request_id, urls=urls, with_logs=_truthy(logs), keepalive=settings.sse_keepalive_seconds
             )
             return ServerSentEvent(events, headers={"x-fal-request-id": job.request_id, "Cache-Control": "no-cache"})
         body = status_payload(job, urls, with_logs=_truthy(logs))
-        return _json(body, 200 if job.done else 202, job.request_id)
+        return json_response(body, 200 if job.done else 202, job.request_id)
 
     @put("/{fal_path:path}", status_code=202)
     async def cancel(
-        self, fal_path: FromPath[str], jobs: NamedDependency[JobService], principal: NamedDependency[Principal]
+        self,
+        fal_path: FromPath[str],
+        cancellation: NamedDependency[Cancellation],
+        principal: NamedDependency[Principal],
     ) -> Response[Any]:
         target = _request_path(fal_path, {"cancel"})
-        if await jobs.cancel(principal, target.app, target.request_id):
-            return _json({"status": "CANCELLATION_REQUESTED"}, 202, target.request_id)
-        return _json({"status": "ALREADY_COMPLETED"}, 400, target.request_id)
+        if await cancellation.cancel(principal, target.app, target.request_id):
+            return json_response({"status": "CANCELLATION_REQUESTED"}, 202, target.request_id)
+        return json_response({"status": "ALREADY_COMPLETED"}, 400, target.request_id)
 
 
 class RunController(Controller):
@@ -89,57 +104,101 @@ class RunController(Controller):
         self,
         request: AnyRequest,
         endpoint_id: FromPath[str],
-        jobs: NamedDependency[JobService],
+        submits: NamedDependency[SubmitPipeline],
+        queries: NamedDependency[JobQueries],
         principal: NamedDependency[Principal],
         settings: NamedDependency[Settings],
+        metrics: NamedDependency[Metrics],
     ) -> Response[Any]:
-        job = await _admit_and_submit(request, endpoint_id, jobs, principal, JobMode.RUN, None)
-        final = await jobs.wait_done(job.request_id, timeout=settings.run_timeout_seconds)
+        submit = await _submit_request(request, endpoint_id, JobMode.RUN, None, principal, settings, metrics)
+        job = await submits.submit(principal, submit)
+        request.state.fal_request_id = job.request_id
+        final = await queries.wait_done(job.request_id, timeout=settings.run_timeout_seconds)
         if final is None or not final.done:
-            raise GatewayError(
+            raise GatewayTimeout(
                 "The request did not complete within the gateway's run timeout; it is still "
                 "tracked and its result can be fetched from the queue API",
-                error_type="request_timeout",
                 headers={"x-fal-request-id": job.request_id},
             )
         answer = result_response(final)
-        return _json(answer.body, answer.status_code, job.request_id, {**answer.headers, **_cost_header(job)})
+        return json_response(answer.body, answer.status_code, job.request_id, {**answer.headers, **cost_headers(job)})
 
 
-async def _admit_and_submit(
+class EstimateController(Controller):
+    path = "/v1"
+    tags = ["budgets"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @post("/estimate/{endpoint_id:path}", status_code=200)
+    async def estimate(
+        self,
+        request: AnyRequest,
+        endpoint_id: FromPath[str],
+        ledger: NamedDependency[BudgetLedger],
+        principal: NamedDependency[Principal],
+        metrics: NamedDependency[Metrics],
+    ) -> dict[str, Any]:
+        """Tokens and cost of a request, validated exactly like a submit, without submitting or reserving anything.
+        The cost is the amount a submit would reserve (the upper bound; see the README's pricing section)."""
+        endpoint = intake.endpoint_named(endpoint_id, metrics)
+        data = intake.validated(endpoint, await request.body(), metrics, webhook_url=None, webhook_policy=PUBLIC_ONLY)
+        quote = ledger.estimate(data)
+        return {
+            "endpoint_id": endpoint.id,
+            "tokens": quote.tokens,
+            "cost_micros": quote.cost_micros,
+            "cost_usd": quote.cost_usd,
+            "width": quote.width,
+            "height": quote.height,
+            "frames": quote.frames,
+            "audio": quote.audio,
+            "resolution": quote.resolution.value,
+            "aspect_ratio": quote.aspect_ratio.value,
+            "tenant_id": principal.tenant_id,
+        }
+
+
+async def _submit_request(
     request: AnyRequest,
-    endpoint_id: FromPath[str],
-    jobs: NamedDependency[JobService],
-    principal: NamedDependency[Principal],
+    endpoint_id: str,
     mode: JobMode,
     webhook: str | None,
-) -> Job:
-    endpoint = jobs.endpoint(endpoint_id)
-    data = jobs.validate(endpoint, await request.body(), webhook_url=webhook)
-    jobs.check_policy(principal, endpoint, data)
+    principal: Principal,
+    settings: Settings,
+    metrics: Metrics,
+) -> SubmitRequest:
+    """Intake for a submit or run: endpoint, body, webhook and policy checked; what to forward collected."""
+    endpoint = intake.endpoint_named(endpoint_id, metrics)
+    data = intake.validated(
+        endpoint,
+        await request.body(),
+        metrics,
+        webhook_url=webhook,
+        webhook_policy=webhook_policy(settings),
+    )
+    intake.check_policy(principal, endpoint, data, metrics)
+    if webhook is None and mode is JobMode.QUEUE:
+        webhook = intake.default_webhook(principal, webhook_policy(settings), metrics)
     headers = {name: value for name in FORWARDED_SUBMIT_HEADERS if (value := request.headers.get(name)) is not None}
     query = {"fal_max_queue_length": v} if (v := request.query_params.get("fal_max_queue_length")) else {}
-    job = await jobs.submit(
-        principal,
-        endpoint,
-        data,
+    return SubmitRequest(
+        endpoint=endpoint,
+        data=data,
         mode=mode,
         webhook_url=webhook,
         headers=headers,
         query=query,
         cache=directive_of(request.headers),
     )
-    request.state.fal_request_id = job.request_id
-    return job
 
 
 async def _status_events(
-    jobs: NamedDependency[JobService], request_id: FromPath[str], *, urls: JobUrls, with_logs: bool, keepalive: float
+    queries: JobQueries, request_id: str, *, urls: JobUrls, with_logs: bool, keepalive: float
 ) -> AsyncIterator[ServerSentEventMessage]:
     """One ``data:`` event per change, a comment every ``keepalive`` seconds, and the end after COMPLETED."""
     last_body: dict[str, Any] | None = None
     last_sent = time.monotonic()
-    async for job in jobs.watch(request_id):
+    job: Job | None
+    async for job in queries.watch(request_id):
         if job is None:
             return
         body = status_payload(job, urls, with_logs=with_logs)
@@ -151,31 +210,7 @@ async def _status_events(
             yield ServerSentEventMessage(comment="keep-alive")
 
 
-def _json(body: Any, status: int, request_id: FromPath[str], headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(
-        content=body,
-        status_code=status,
-        media_type="application/json",
-        headers={"x-fal-request-id": request_id, **(headers or {})},
-    )
-
-
-def _cost_header(job: Job) -> dict[str, str]:
-    """The estimate reserved for an accepted request (micro-USD), and how the cache answered it."""
-    headers = {"x-gateway-cost-micros": str(job.estimate_micros)} if job.estimate_micros is not None else {}
-    return headers | _cache_headers(job)
-
-
-_CACHE_HEADER = {"hit": "hit", "follower": "merged", "leader": "miss", "bypass": "bypass"}
-
-
-def _cache_headers(job: Job) -> dict[str, str]:
-    if job.cache_role is None or job.cache_key is None:
-        return {}
-    return {"x-gateway-cache": _CACHE_HEADER[job.cache_role], "x-gateway-cache-key": job.cache_key}
-
-
-def _base_url(request: AnyRequest, settings: NamedDependency[Settings]) -> str:
+def _base_url(request: AnyRequest, settings: Settings) -> str:
     if settings.public_url:
         return settings.public_url.rstrip("/")
     return f"{request.url.scheme}://{request.url.netloc}"

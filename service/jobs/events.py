@@ -52,7 +52,8 @@ class JobEvents:
 async def watch_job(
     store: JobStore, events: JobEvents, request_id: str, *, fallback_seconds: float
 ) -> AsyncIterator[Job | None]:
-    """Yield the job record now and after every change, ending after COMPLETED (or if the record is gone).
+    """Yield the job record now and after every change, ending once it is COMPLETED and shown (no longer
+    ``settling``), or if the record is gone.
 
     The event is cleared *before* each read, so a change that lands between the read and the wait still wakes us.
     """
@@ -61,7 +62,7 @@ async def watch_job(
             changed.clear()
             job = await store.get(request_id)
             yield job
-            if job is None or job.done:
+            if job is None or (job.done and not job.settling):
                 return
             with suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), fallback_seconds)

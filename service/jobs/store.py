@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.jobs import Job, JobState, encode_fields
 from service.redis_client import load_script
+from service.schedule import LeaseSchedule
 
 _LUA = "service.jobs"
 
@@ -20,6 +21,8 @@ class JobStore:
         self._redis = redis
         self._retention = retention_seconds
         self._write = load_script(redis, _LUA, "job_write.lua")
+        self._complete = load_script(redis, _LUA, "job_complete.lua")
+        self._reveal = load_script(redis, _LUA, "job_reveal.lua")
 
     async def create(self, job: Job) -> None:
         key = keys.job(job.request_id)
@@ -63,10 +66,31 @@ class JobStore:
         """Apply ``values`` unless the job is already COMPLETED. Returns whether it was applied."""
         return await self._write_fields(request_id, 0, values)
 
-    async def complete(self, request_id: str, **values: Any) -> bool:
-        """Mark the job COMPLETED with ``values``. True only for the one call that made the transition."""
-        values["state"] = JobState.COMPLETED
-        return await self._write_fields(request_id, self._retention, values)
+    async def complete(self, request_id: str, values: dict[str, Any], outbox: dict[str, str] | None = None) -> int:
+        """Mark the job COMPLETED with ``values`` and write ``outbox`` in the same atomic step (``job_complete.lua``).
+        The job stays ``settling`` (shown to clients as running) until :meth:`reveal`.
+
+        Returns 1 for the one call that made the transition, 0 if the job was already COMPLETED, -1 if there is no
+        record. Only :class:`service.jobs.completion.Completion` calls this."""
+        entries = outbox or {}
+        args: list[str | int] = [
+            self._retention,
+            len(entries),
+            *_flatten(entries),
+            *_flatten(encode_fields({**values, "state": JobState.COMPLETED, "settling": True})),
+        ]
+        return int(await self._complete(keys=[keys.job(request_id), keys.job_outbox(request_id)], args=args))
+
+    async def reveal(self, request_id: str) -> None:
+        """Show a completed job to its clients (it was ``settling``) and announce the change to every replica."""
+        await self._reveal(keys=[keys.job(request_id)], args=[keys.job_events_channel(), request_id])
+
+    async def outbox(self, request_id: str) -> dict[str, str]:
+        """Outbox entries of a completed job not yet dispatched."""
+        return cast("dict[str, str]", await self._redis.hgetall(keys.job_outbox(request_id)))
+
+    async def clear_outbox(self, request_id: str, name: str) -> None:
+        await self._redis.hdel(keys.job_outbox(request_id), name)
 
     async def _write_fields(self, request_id: str, expire_seconds: int, values: dict[str, Any]) -> bool:
         args: list[str | int] = [
@@ -78,25 +102,11 @@ class JobStore:
         return int(await self._write(keys=[keys.job(request_id)], args=args)) == 1
 
 
-class DueSchedule:
-    """When each unfinished job is next due for an upstream poll. Claims are leases (see ``tracker_claim.lua``)."""
+class DueSchedule(LeaseSchedule):
+    """When each unfinished job is next due for an upstream poll (``gw:v1:tracker:due``), claimed as leases."""
 
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._claim = load_script(redis, _LUA, "tracker_claim.lua")
-
-    async def schedule(self, request_id: str, at_ms: int) -> None:
-        await self._redis.zadd(keys.tracker_due(), {request_id: at_ms})
-
-    async def claim(self, now_ms: int, *, lease_ms: int, limit: int) -> list[str]:
-        claimed: list[str] = await self._claim(keys=[keys.tracker_due()], args=[now_ms, lease_ms, limit])
-        return claimed
-
-    async def finish(self, request_id: str) -> None:
-        await self._redis.zrem(keys.tracker_due(), request_id)
-
-    async def size(self) -> int:
-        return int(await self._redis.zcard(keys.tracker_due()))
+        super().__init__(redis, keys.tracker_due())
 
 
 def _flatten(mapping: dict[str, str]) -> list[str]:

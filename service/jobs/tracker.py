@@ -9,22 +9,22 @@ backoff schedule (reset when the job changes state), so clients polling the gate
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from service.budgets.ledger import BudgetLedger
-from service.cache.service import CacheService
+from service.background import Survivor
 from service.config import Settings
 from service.domain.endpoints import find_endpoint
-from service.domain.jobs import Job, JobState, Outcome, poll_delay
+from service.domain.jobs import Job, JobState, Outcome, failed_fields, poll_delay
 from service.errors import UpstreamError
+from service.jobs.completion import Completion
+from service.jobs.followers import outcome_of
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
+from service.schedule import LeaseWorker
 from service.tenants.admission import Admission
 from service.upstream.fal import FalClient, UpstreamStatus, is_transient
 
@@ -42,64 +42,50 @@ class JobTracker:
         due: DueSchedule,
         fal: FalClient,
         admission: Admission,
-        ledger: BudgetLedger,
-        cache: CacheService,
+        completion: Completion,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._admission = admission
-        self._ledger = ledger
-        self._cache = cache
+        self._completion = completion
         self._s = settings
         self._store = store
         self._due = due
         self._fal = fal
         self._metrics = metrics
         self._clock = clock
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._survivor = Survivor("tracker", metrics)
+        self._loop = LeaseWorker(
+            due,
+            self.process,
+            concurrency=settings.tracker_concurrency,
+            batch=settings.tracker_batch_size,
+            lease_seconds=settings.tracker_lease_seconds,
+            tick_seconds=settings.tracker_tick_seconds,
+            on_error=self._survivor.survived,
+            clock=clock,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and process due jobs until ``stop`` is set; survives Redis and upstream outages."""
         log.info("tracker_started")
-        while not stop.is_set():
-            try:
-                claimed = await self.claim_and_start()
-            except Exception as exc:
-                log.warning("tracker_claim_failed", error=type(exc).__name__)
-                claimed = 0
-            if not claimed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._s.tracker_tick_seconds)
-        await self.drain()
+        await self._loop.run(stop)
         log.info("tracker_stopped")
 
     async def claim_and_start(self) -> int:
         """Claim as many due jobs as there are free slots and start processing them. Returns how many."""
-        free = self._s.tracker_concurrency - len(self._inflight)
-        if free <= 0:
-            return 0
-        ids = await self._due.claim(
-            self._now_ms(),
-            lease_ms=int(self._s.tracker_lease_seconds * 1000),
-            limit=min(free, self._s.tracker_batch_size),
-        )
-        for request_id in ids:
-            task = asyncio.create_task(self.process(request_id))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return len(ids)
+        return await self._loop.claim_and_start()
 
     async def drain(self) -> None:
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._loop.drain()
 
     async def process(self, request_id: str) -> None:
         """One tracker step for one job. Never raises: failures are logged and the job retried later."""
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self._step(request_id)
-            except Exception as exc:
-                log.warning("tracker_step_failed", error=type(exc).__name__)
+            except Exception:  # noqa: BLE001 - one job's failure must not stop the others; logged and counted
+                self._survivor.survived("tracker_step_failed")
                 # The claim's lease brings the job back if this reschedule fails too.
                 await self._reschedule_quietly(request_id, self._s.tracker_poll_max_seconds)
 
@@ -108,8 +94,8 @@ class JobTracker:
         if job is None:
             await self._due.finish(request_id)
             return
-        if job.done:
-            await self._finished(job)
+        if job.done:  # completed by a step that may have been interrupted: finish its side effects
+            await self._completion.resume(job)
             return
         if job.leader_id is not None:
             await self._step_follower(job)
@@ -119,7 +105,7 @@ class JobTracker:
             return
         endpoint = find_endpoint(job.endpoint_id)
         if endpoint is None:  # pragma: no cover - records are only created for known endpoints
-            await self._complete_error(job, 500, "Unknown endpoint in job record", "internal_error")
+            await self._fail(job, 500, "Unknown endpoint in job record", "internal_error")
             return
         try:
             status = await self._fal.status(endpoint, job.upstream_id)
@@ -137,11 +123,10 @@ class JobTracker:
         finishes; this is the backstop), or fail if their leader never came to exist."""
         leader = await self._store.get(job.leader_id) if job.leader_id else None
         if leader is not None and leader.done:
-            await self._cache.complete_follower(job, leader)
-            await self._due.finish(job.request_id)
+            await self._completion.complete(job, **outcome_of(leader))
             return
         if leader is None and self._clock() - job.created_at > self._s.submit_grace_seconds:
-            await self._complete_error(
+            await self._fail(
                 job,
                 502,
                 "The identical request this one was merged with was lost before it reached fal; nothing was charged",
@@ -160,7 +145,7 @@ class JobTracker:
             values["started_at"] = self._clock()
         await self._store.update(job.request_id, **values)
         await self._admission.renew(job.tenant_id, job.request_id)
-        await self._reschedule(job.request_id, self._delay(polls))
+        await self._reschedule(job.request_id, self._delay(job, polls))
 
     async def _finish(self, job: Job, status: UpstreamStatus) -> None:
         endpoint = find_endpoint(job.endpoint_id)
@@ -188,28 +173,17 @@ class JobTracker:
                 "error_status": result.status_code,
                 "error_body": result.body,
             }
-        final = replace(job, state=JobState.COMPLETED, **values)
-        # Book the money and publish the result to the cache and to followers before the job shows COMPLETED, so
-        # whoever sees it completed also sees it charged and cached. All idempotent: a crash in between makes the
-        # next replica repeat them harmlessly.
-        await self._ledger.finish(final)
-        await self._cache.finish(final)
-        completed = await self._store.complete(job.request_id, **values)
-        await self._finished(job)
-        if completed:
-            outcome: Outcome = values["outcome"]
-            self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=outcome.value).inc()
-            log.info("job_completed", outcome=outcome.value, tenant_id=job.tenant_id)
+        await self._completion.complete(job, **values)
 
     async def _on_poll_error(self, job: Job, exc: UpstreamError) -> None:
         self._metrics.tracker_polls.labels(outcome="error").inc()
         if is_transient(exc):
             log.info("tracker_poll_retry", error_type=exc.error_type, status=exc.status_code)
-            await self._reschedule(job.request_id, self._delay(job.polls + 1))
+            await self._reschedule(job.request_id, self._delay(job, job.polls + 1))
             await self._store.update(job.request_id, polls=job.polls + 1)
             return
         # fal answered definitively that it does not know the request (e.g. 404): it is lost upstream.
-        await self._complete_error(
+        await self._fail(
             job, 502, f"fal no longer knows this request (HTTP {exc.status_code})", "upstream_request_lost"
         )
 
@@ -222,39 +196,22 @@ class JobTracker:
         if self._clock() < deadline:
             await self._due.schedule(job.request_id, int(deadline * 1000))
             return
-        await self._complete_error(
+        await self._fail(
             job,
             502,
             "The gateway stopped while submitting this request; it was not re-submitted, to avoid paying twice",
             "upstream_submit_unknown",
         )
 
-    async def _complete_error(self, job: Job, status_code: int, message: str, error_type: str) -> None:
-        failure: dict[str, Any] = {
-            "outcome": Outcome.ERROR,
-            "error": message,
-            "error_type": error_type,
-            "error_status": status_code,
-            "error_body": {"detail": message, "error_type": error_type},
-        }
-        await self._ledger.release(job.tenant_id, job.request_id)  # fal bills nothing it did not produce
-        await self._cache.finish(replace(job, state=JobState.COMPLETED, **failure))
-        completed = await self._store.complete(job.request_id, completed_at=self._clock(), **failure)
-        await self._finished(job)
-        if completed:
-            self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=Outcome.ERROR.value).inc()
+    async def _fail(self, job: Job, status_code: int, message: str, error_type: str) -> None:
+        """End a job the gateway gives up on; fal bills nothing it did not produce, so nothing is charged."""
+        if await self._completion.complete(job, **failed_fields(status_code, message, error_type)):
             log.warning("job_failed", error_type=error_type, tenant_id=job.tenant_id)
 
-    async def _finished(self, job: Job) -> None:
-        """A finished job leaves the schedule, frees its concurrency slot, and is settled (success) or has its
-        reservation released (failure, cancellation). All idempotent, so a replica that takes over repeats them."""
-        await self._due.finish(job.request_id)
-        await self._admission.release(job.tenant_id, job.request_id)
-        if job.done:  # a job completed by an earlier (possibly interrupted) step: make sure it is booked
-            await self._ledger.finish(job)
-            await self._cache.finish(job)
-
-    def _delay(self, polls: int) -> float:
+    def _delay(self, job: Job, polls: int) -> float:
+        """The backoff schedule; for a job fal will call back about, polling is only the fallback."""
+        if job.upstream_webhook:
+            return self._s.fal_webhook_poll_seconds
         return poll_delay(
             polls,
             initial=self._s.tracker_poll_initial_seconds,
@@ -268,8 +225,8 @@ class JobTracker:
     async def _reschedule_quietly(self, request_id: str, delay: float) -> None:
         try:
             await self._reschedule(request_id, delay)
-        except Exception as exc:
-            log.warning("tracker_reschedule_failed", error=type(exc).__name__)
+        except Exception:  # noqa: BLE001 - the claim's lease is the backstop; logged and counted
+            self._survivor.survived("tracker_reschedule_failed")
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

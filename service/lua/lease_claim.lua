@@ -1,6 +1,7 @@
--- Claim due tracker entries: every entry whose score (epoch ms) is <= now is re-scored to now + lease and returned.
--- The re-score is the lease: if the claiming replica dies, the entry becomes due again when the lease runs out and
--- another replica picks it up. KEYS[1] due ZSET; ARGV[1] now ms; ARGV[2] lease ms; ARGV[3] max entries.
+-- Claim due entries of a lease schedule (the tracker's jobs, the webhook deliveries): every entry whose score
+-- (epoch ms) is <= now is re-scored to now + lease and returned. The re-score is the lease: if the claiming replica
+-- dies, the entry becomes due again when the lease runs out and another replica picks it up.
+-- KEYS[1] due ZSET; ARGV[1] now ms; ARGV[2] lease ms; ARGV[3] max entries.
 local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[3]))
 local lease_until = tonumber(ARGV[1]) + tonumber(ARGV[2])
 for _, id in ipairs(due) do

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import structlog
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from redis.asyncio import Redis
 
@@ -196,6 +198,16 @@ async def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: Base
         raise Unauthorized("The admin API is disabled: set GATEWAY_ADMIN_TOKEN to enable it")
     scheme, _sep, token = (connection.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        auth: Authenticator = connection.app.state.deps.auth
+        auth: Authenticator = connection.app.state.deps.authenticator
         await auth.record_failure(client_address(connection.scope, auth.trusted_proxy_hops), "admin_token")
         raise Unauthorized("Invalid admin token")
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], settings: NamedDependency[Settings], authenticator: NamedDependency[Authenticator]
+) -> Principal:
+    """The provider of ``principal``: the tenant key in ``Authorization``, authenticated, or 401/403/429."""
+    source = client_address(request.scope, settings.trusted_proxy_hops)
+    principal = await authenticator.authenticate(request.headers.get("authorization"), source)
+    request.state.tenant_id = principal.tenant_id
+    return principal

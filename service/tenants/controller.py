@@ -1,5 +1,5 @@
-"""Operator API (``/admin``, admin token): tenants, keys, request history and the audit log; and the tenant's own
-view of itself (``/v1/me``, tenant key)."""
+"""Operator API (``/admin``, admin token): tenants, keys and the audit log; and the tenant's own view of itself
+(``/v1/me``, tenant key). Request history is ``service/jobs/history.py``."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from service.audit import Actor, AuditLog, actor_of
 from service.config import Settings
-from service.domain.jobs import Job
 from service.domain.tenants import TenantCreate, iso
-from service.errors import InvalidRequest, NotFound
-from service.jobs.store import JobStore
+from service.errors import InvalidRequest
 from service.tenants.admission import Admission
 from service.tenants.auth import Principal, requires_admin
 from service.tenants.schemas import (
@@ -27,8 +25,6 @@ from service.tenants.schemas import (
     KeyOut,
     KeyRotate,
     MeOut,
-    RequestPage,
-    RequestSummary,
     RotatedKeyOut,
     TenantDeleted,
     TenantDetail,
@@ -164,37 +160,6 @@ class AdminController(Controller):
         now = tenants.now()
         return RotatedKeyOut(**KeyOut.of(new, now).model_dump(), key=issued.token, previous=KeyOut.of(old, now))
 
-    @get(f"{TENANT}/requests")
-    async def tenant_requests(
-        self,
-        tenant_id: FromPath[str],
-        job_store: NamedDependency[JobStore],
-        limit: FromQuery[int] = 50,
-        before: FromQuery[int | None] = None,
-    ) -> RequestPage:
-        """The tenant's request history, newest first; kept after the tenant is deleted, until it expires."""
-        jobs = await job_store.history(tenant_id, limit=max(1, min(limit, 500)), before_ms=before)
-        cursor = str(int(jobs[-1].created_at * 1000)) if len(jobs) == limit else None
-        return RequestPage(requests=[_summary(j) for j in jobs], next=cursor)
-
-    @get("/requests/{request_id:str}")
-    async def show_request(self, request_id: FromPath[str], job_store: NamedDependency[JobStore]) -> dict[str, Any]:
-        """The whole job record: input, status, logs, result or error."""
-        job = await job_store.get(request_id)
-        if job is None:
-            raise NotFound("Request not found", error_type="request_not_found")
-        return {
-            **_summary(job).model_dump(),
-            "input": job.input,
-            "logs": job.logs,
-            "result": job.result,
-            "error": job.error,
-            "error_status": job.error_status,
-            "error_body": job.error_body,
-            "webhook_url": job.webhook_url,
-            "inference_time": job.inference_time,
-        }
-
     @get("/audit")
     async def audit_log(
         self, audit: NamedDependency[AuditLog], limit: FromQuery[int] = 100, before: FromQuery[str | None] = None
@@ -243,17 +208,3 @@ def _future_timestamp(moment: datetime | None, now: float) -> float | None:
             ]
         )
     return timestamp
-
-
-def _summary(job: Job) -> RequestSummary:
-    return RequestSummary(
-        request_id=job.request_id,
-        tenant_id=job.tenant_id,
-        endpoint_id=job.endpoint_id,
-        mode=job.mode.value,
-        status=job.state.value,
-        outcome=job.outcome.value if job.outcome else None,
-        error_type=job.error_type,
-        created_at=iso(job.created_at),
-        completed_at=iso(job.completed_at),
-    )

@@ -1,4 +1,4 @@
-"""Client for fal's queue API (fal-protocol.md §5). No httpx type or error escapes this module.
+"""Client for fal's queue API (docs/protocol.md §5). No httpx type or error escapes this module.
 
 Retry policy: status, result and cancel are idempotent reads/requests and the tracker re-polls them on its own
 schedule, so they are not retried here. The paid submit is retried only when the request provably never reached
@@ -19,7 +19,7 @@ from service.domain.endpoints import Endpoint
 from service.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from service.metrics import Metrics
 
-# Request headers a tenant may send that fal itself understands at submit (fal-protocol.md §12 item 9).
+# Request headers a tenant may send that fal itself understands at submit (docs/protocol.md §12 item 9).
 FORWARDED_SUBMIT_HEADERS = (
     "x-fal-request-timeout",
     "x-fal-queue-priority",

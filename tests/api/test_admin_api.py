@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import ADMIN_TOKEN, I2V, T2V, Gateway
+from tests.support.admin import ADMIN_TOKEN, key_auth
+from tests.support.endpoints import I2V, T2V
+from tests.support.gateway import Gateway, local
 
 CONTRACT_BODY: dict[str, Any] = {
     "id": "acme",
@@ -45,7 +47,7 @@ async def _key(gateway: Gateway, tenant: str = "acme", **body: Any) -> dict[str,
 
 
 async def _call(gateway: Gateway, key: str) -> httpx.Response:
-    return await gateway.client.get("/v1/me", headers={"Authorization": f"Key {key}"})
+    return await gateway.client.get("/v1/me", headers=key_auth(key))
 
 
 async def test_create_takes_the_contract_body_and_show_list_return_it(gateway: Gateway) -> None:
@@ -216,7 +218,7 @@ async def test_a_disabled_tenant_is_refused_at_once_and_can_come_back(gateway: G
     refused = await gateway.client.post(
         f"/queue/{I2V}",
         json={"prompt": "x", "image_url": "https://e.com/a.png"},
-        headers={"Authorization": f"Key {key}"},
+        headers=key_auth(key),
     )
     assert refused.status_code == 403
     assert refused.json()["error_type"] == "tenant_disabled"
@@ -228,9 +230,7 @@ async def test_a_disabled_tenant_is_refused_at_once_and_can_come_back(gateway: G
 async def test_deleting_a_tenant_kills_its_keys_but_keeps_its_history(gateway: Gateway) -> None:
     await _create(gateway, {"id": "acme", "name": "Acme"})
     key = (await _key(gateway))["key"]
-    submitted = (
-        await gateway.client.post(f"/queue/{T2V}", json={"prompt": "x"}, headers={"Authorization": f"Key {key}"})
-    ).json()
+    submitted = (await gateway.client.post(f"/queue/{T2V}", json={"prompt": "x"}, headers=key_auth(key))).json()
     deleted = await gateway.client.delete("/admin/tenants/acme", headers=gateway.admin)
     assert deleted.status_code == 200
     assert deleted.json()["deleted_keys"] == [key.split(":")[0]]
@@ -244,9 +244,7 @@ async def test_deleting_a_tenant_kills_its_keys_but_keeps_its_history(gateway: G
     # A new tenant under the same id never sees the old tenant's requests.
     await _create(gateway, {"id": "acme", "name": "Acme again"})
     new_key = (await _key(gateway))["key"]
-    old_status = await gateway.client.get(
-        submitted["status_url"].removeprefix("http://testserver.local"), headers={"Authorization": f"Key {new_key}"}
-    )
+    old_status = await gateway.client.get(local(submitted["status_url"]), headers=key_auth(new_key))
     assert old_status.status_code == 404
 
 
@@ -256,9 +254,7 @@ async def test_history_pages_newest_first(gateway: Gateway) -> None:
     ids = []
     for _ in range(5):
         gateway.clock.advance(0.01)
-        response = await gateway.client.post(
-            f"/queue/{T2V}", json={"prompt": "x"}, headers={"Authorization": f"Key {key}"}
-        )
+        response = await gateway.client.post(f"/queue/{T2V}", json={"prompt": "x"}, headers=key_auth(key))
         ids.append(response.json()["request_id"])
     first = (
         await gateway.client.get("/admin/tenants/acme/requests", params={"limit": 3}, headers=gateway.admin)

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import structlog
 import trustme
 import uvicorn
@@ -31,13 +30,15 @@ from service.admin_cli.render import table
 from service.app import create_app
 from service.cli import main as cli_main
 from service.config import Settings
-from service.http import in_process_transport
-from service.simulator.app import SimulatorConfig, SimulatorState, create_simulator_app
-from tests.api.conftest import I2V, T2V
+from service.simulator.app import SimulatorConfig, SimulatorState
+from tests.support.admin import key_auth
+from tests.support.endpoints import I2V, T2V
+from tests.support.gateway import simulator_transport
+from tests.support.loopback import free_port, wait_ready
+from tests.support.redis import flush
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "cli-admin-token-0123456789"
-CLI_DB = 13
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ Cli = Callable[..., Result]
 
 def _settings(redis_url: str) -> Settings:
     return Settings(
-        redis_url=redis_url.rsplit("/", 1)[0] + f"/{CLI_DB}",
+        redis_url=redis_url,
         admin_token=ADMIN_TOKEN,
         fal_key="x",
         tracker_enabled=False,
@@ -71,8 +72,7 @@ def _settings(redis_url: str) -> Settings:
 @contextmanager
 def _serve(settings: Settings, *, certfile: Path | None = None) -> Iterator[str]:
     """The gateway app in uvicorn on a free loopback port, in a background thread; yields its base URL."""
-    transport = in_process_transport(create_simulator_app(SimulatorState(SimulatorConfig())))
-    app = create_app(settings, upstream_transport=transport)
+    app = create_app(settings, upstream_transport=simulator_transport(SimulatorState(SimulatorConfig())))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -83,7 +83,7 @@ def _serve(settings: Settings, *, certfile: Path | None = None) -> Iterator[str]
     thread.start()
     scheme = "https" if certfile else "http"
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", thread, tls=certfile is not None)
+        wait_ready(f"{scheme}://127.0.0.1:{port}/healthz", alive=thread.is_alive, verify=False)
         yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -92,27 +92,11 @@ def _serve(settings: Settings, *, certfile: Path | None = None) -> Iterator[str]
         assert not thread.is_alive(), "the gateway thread did not stop"
 
 
-def _wait_ready(url: str, thread: threading.Thread, *, tls: bool) -> None:
-    deadline = time.monotonic() + 20
-    target = url.replace("http://", "https://") if tls else url
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            pytest.fail("the gateway thread exited during startup")
-        try:
-            if httpx.get(f"{target}/healthz", timeout=1, verify=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail("the gateway did not become ready within 20 s")
-
-
 @pytest.fixture(scope="module")
 def server(redis_url: str) -> Iterator[Server]:
+    # The suite's database, like every other module's; no test of this module runs alongside its server.
     settings = _settings(redis_url)
-    assert settings.redis_url is not None
-    db = redis.Redis.from_url(settings.redis_url)
-    db.flushdb()
+    flush(redis_url)
     saved = structlog.get_config()
     # The server thread logs through structlog, which by default prints to sys.stdout: capsys would capture it.
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
@@ -121,8 +105,7 @@ def server(redis_url: str) -> Iterator[Server]:
             yield Server(url=url, settings=settings)
     finally:
         structlog.configure(**saved)
-        db.flushdb()
-        db.close()
+        flush(redis_url)
 
 
 @pytest.fixture
@@ -152,7 +135,7 @@ def admin_get(server: Server, path: str) -> Any:
 
 
 def me(server: Server, key: str) -> httpx.Response:
-    return httpx.get(f"{server.url}/v1/me", headers={"Authorization": f"Key {key}"}, timeout=5)
+    return httpx.get(f"{server.url}/v1/me", headers=key_auth(key), timeout=5)
 
 
 def me_status_becomes(server: Server, key: str, status: int) -> bool:
@@ -439,15 +422,17 @@ def test_validation_error_shows_field_locations(cli: Cli) -> None:
 
 
 def test_unreachable_gateway_exits_1(cli: Cli) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
 
     result = cli("tenants", "list", "--url", f"http://127.0.0.1:{port}")
 
     assert result.code == 1
-    assert f"cannot reach the gateway at http://127.0.0.1:{port}" in result.err
-    assert "Connection refused" in result.err or "ConnectError" in result.err
+    first, *rest = result.err.splitlines()
+    assert first.startswith(
+        f"seedance-gateway: error: cannot reach the gateway at http://127.0.0.1:{port}: ConnectError: "
+    )
+    assert first.endswith("Connection refused"), "the innermost cause names the problem"
+    assert rest == ["hint: is the gateway running there? set the address with --url (or GATEWAY_ADMIN_URL)"]
 
 
 @pytest.mark.parametrize(

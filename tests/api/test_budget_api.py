@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 
 from service import keys
 from service.simulator.faults import FaultRule
-from tests.api.conftest import I2V, I2V_INPUT, T2V, Gateway
+from tests.support.endpoints import I2V, I2V_INPUT, T2V
+from tests.support.gateway import Gateway
 
 # 720p 16:9 5 s with audio: the estimate counts 121 frames, settlement fal's 120 (fal's published $0.2592).
 ESTIMATE_720P_5S = 261_360
@@ -106,8 +107,13 @@ async def test_auto_aspect_ratio_is_settled_at_the_size_read_from_the_video(gate
     assert charge["cost_micros"] == SETTLED_720P_5S
 
 
-@pytest.mark.parametrize("failure", ["job_fails", "cancelled", "submit_refused", "submit_timeout"])
-async def test_a_reservation_is_released_in_full_when_fal_does_not_bill(gateway: Gateway, failure: str) -> None:
+@pytest.mark.parametrize(
+    ("failure", "submit_status"),
+    [("job_fails", 200), ("cancelled", 200), ("submit_refused", 503), ("submit_timeout", 504)],
+)
+async def test_a_reservation_is_released_in_full_when_fal_does_not_bill(
+    gateway: Gateway, failure: str, submit_status: int
+) -> None:
     headers = await _tenant(gateway, {"limit_micros": 10_000_000})
     if failure == "job_fails":
         gateway.sim.add_fault(FaultRule(op="job", kind="fail", status=500))
@@ -118,9 +124,10 @@ async def test_a_reservation_is_released_in_full_when_fal_does_not_bill(gateway:
     else:
         gateway.sim.configure(processing_seconds=30)
     response = await gateway.client.post(f"/queue/{T2V}", json={"prompt": "x"}, headers=headers)
+    assert response.status_code == submit_status, response.text
     if failure == "cancelled":
         await gateway.client.put(response.json()["cancel_url"], headers=headers)
-    if response.status_code == 200:
+    if submit_status == 200:
         await gateway.wait_status(response.json()["status_url"])
     usage = await _usage(gateway)
     assert (usage["reserved_micros"], usage["spent_micros"]) == (0, 0)

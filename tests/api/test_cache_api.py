@@ -7,8 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
+from service.app import create_app
 from service.simulator.faults import FaultRule
-from tests.api.conftest import I2V, I2V_INPUT, T2V, Gateway, eventually
+from tests.support.endpoints import I2V, I2V_INPUT, T2V
+from tests.support.gateway import Gateway, serve_in_process, simulator_transport
+from tests.support.waiting import eventually
 
 SEEDED: dict[str, Any] = {"prompt": "a red fox", "seed": 42}
 
@@ -177,7 +180,11 @@ async def test_purges(gateway: Gateway) -> None:
     await _done(gateway, await _submit(gateway, {**SEEDED, "seed": 1}))
     purged = await gateway.client.delete("/admin/tenants/acme/cache", headers=gateway.admin)
     assert purged.json()["removed"] == 2
-    assert (await _submit(gateway, SEEDED)).headers["x-gateway-cache"] == "miss"
+    after = await _submit(gateway, SEEDED)
+    assert after.headers["x-gateway-cache"] == "miss"
+    assert after.headers["x-gateway-cache-key"] != key, "keys after a purge differ from every key before it"
+    await _done(gateway, after)
+    assert (await _submit(gateway, SEEDED)).headers["x-gateway-cache"] == "hit", "a purged scope caches again"
     audit = (await gateway.client.get("/admin/audit", headers=gateway.admin)).json()["entries"]
     assert {"cache.purge_entry", "cache.purge_tenant"} <= {e["action"] for e in audit}
 
@@ -192,15 +199,8 @@ async def test_entries_expire_after_their_ttl(gateway: Gateway) -> None:
 
 
 async def test_no_entry_outlives_the_global_ttl(gateway: Gateway, redis_client: Any) -> None:
-    from service.app import create_app  # noqa: PLC0415
-    from service.http import in_process_transport  # noqa: PLC0415
-    from service.simulator.app import create_simulator_app  # noqa: PLC0415
-    from tests.api.conftest import serve_in_process  # noqa: PLC0415
-
     short = gateway.settings.model_copy(update={"cache_ttl_seconds": 1})
-    app = create_app(
-        short, redis=redis_client, upstream_transport=in_process_transport(create_simulator_app(gateway.sim))
-    )
+    app = create_app(short, redis=redis_client, upstream_transport=simulator_transport(gateway.sim))
     headers = await gateway.auth()
     async with serve_in_process(app) as client:
         first = (await client.post(f"/queue/{T2V}", json=SEEDED, headers=headers)).json()

@@ -12,12 +12,11 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.config import Settings
-from service.http import in_process_transport
-from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorState
-from tests.api.conftest import I2V, fast_settings, fast_simulator, serve_in_process
+from tests.support.admin import key_auth, tenant_key
+from tests.support.endpoints import I2V
+from tests.support.gateway import fast_settings, fast_simulator, local, serve_in_process, simulator_transport
 
-ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 UPSTREAM = "https://queue.fal.run"
 
 
@@ -27,7 +26,7 @@ class ImagesAndSimulator(httpx.AsyncBaseTransport):
     def __init__(self, sim: SimulatorState) -> None:
         self.images: dict[str, bytes] = {}
         self.image_requests = 0
-        self._sim = in_process_transport(create_simulator_app(sim))
+        self._sim = simulator_transport(sim)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.startswith("/images/"):
@@ -45,9 +44,7 @@ async def rig(
     transport = ImagesAndSimulator(sim)
     settings: Settings = fast_settings(redis_url, cache_content_hashing=True, upstream_url=UPSTREAM)
     async with serve_in_process(create_app(settings, redis=redis_client, upstream_transport=transport)) as client:
-        await client.post("/admin/tenants", json={"id": "acme", "name": "A"}, headers=ADMIN)
-        key = (await client.post("/admin/tenants/acme/keys", headers=ADMIN)).json()["key"]
-        client.headers["Authorization"] = f"Key {key}"
+        client.headers.update(key_auth(await tenant_key(client)))
         yield client, transport, sim
 
 
@@ -56,7 +53,7 @@ async def _cache_state(client: httpx.AsyncClient, image_url: str) -> str:
     response = await client.post(f"/queue/{I2V}", json=body)
     assert response.status_code == 200, response.text
     role = response.headers["x-gateway-cache"]
-    status_url = response.json()["status_url"].removeprefix("http://testserver.local")
+    status_url = local(response.json()["status_url"])
     while (await client.get(status_url)).json()["status"] != "COMPLETED":
         pass
     return role

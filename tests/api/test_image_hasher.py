@@ -1,4 +1,4 @@
-"""Content hashes of image inputs for the cache key (service.cache.images): no network, no DNS."""
+"""Content hashes of image inputs for the cache key (service.cache.images), through the guard: no network, no DNS."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.cache.images import ImageHasher
-from tests.api.netfakes import Handler, fake_resolver, serving
+from service.domain.urls import PUBLIC_ONLY, UNRESTRICTED, OutboundPolicy
+from service.netguard import GuardedClient, guarded_transport
+from tests.support.netfakes import Handler, compressed, fake_resolver, serving, stalling, trickling
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 OTHER_PNG = PNG[:-1] + b"\x01"
@@ -31,10 +33,16 @@ def recording(calls: list[httpx.Request], body: bytes = PNG) -> Handler:
     return handler
 
 
-def hasher(handler: Handler, **overrides: Any) -> ImageHasher:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    options: dict[str, Any] = {"resolver": fake_resolver, "timeout": 2.0}
-    return ImageHasher(client, **(options | overrides))
+def guarded(handler: Handler, policy: OutboundPolicy = PUBLIC_ONLY, **guard: Any) -> GuardedClient:
+    transport = guarded_transport(policy, inner=httpx.MockTransport(handler), resolver=fake_resolver, **guard)
+    return GuardedClient(transport)
+
+
+def hasher(
+    handler: Handler, policy: OutboundPolicy = PUBLIC_ONLY, trusted_origins: tuple[str, ...] = (), **overrides: Any
+) -> ImageHasher:
+    client = guarded(handler, policy, trusted_origins=trusted_origins)
+    return ImageHasher(client, **({"timeout": 2.0} | overrides))
 
 
 def sha256(data: bytes) -> str:
@@ -139,7 +147,7 @@ async def test_an_unsafe_destination_gives_none_without_a_request(url: str) -> N
 
 async def test_a_trusted_origin_on_loopback_is_allowed_for_that_origin_only() -> None:
     calls: list[httpx.Request] = []
-    images = hasher(recording(calls), trusted_origins={"HTTP://127.0.0.1:9000/"})
+    images = hasher(recording(calls), trusted_origins=("HTTP://127.0.0.1:9000/",))
 
     assert await images.digest("http://127.0.0.1:9000/media/cat.png") == sha256(PNG)
     assert await images.digest("http://127.0.0.1:9001/media/cat.png") is None
@@ -148,8 +156,8 @@ async def test_a_trusted_origin_on_loopback_is_allowed_for_that_origin_only() ->
     assert [str(call.url) for call in calls] == ["http://127.0.0.1:9000/media/cat.png"]
 
 
-async def test_allow_private_allows_private_addresses() -> None:
-    images = hasher(serving(PNG), allow_private=True)
+async def test_an_unrestricted_policy_allows_private_addresses() -> None:
+    images = hasher(serving(PNG), UNRESTRICTED)
 
     assert await images.digest("http://127.0.0.1/cat.png") == sha256(PNG)
     assert await images.digest("http://rebind.example.com/cat.png") == sha256(PNG)
@@ -157,12 +165,12 @@ async def test_allow_private_allows_private_addresses() -> None:
 
 def test_a_malformed_trusted_origin_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="trusted origins"):
-        ImageHasher(httpx.AsyncClient(), trusted_origins=["sim:8000"])
+        hasher(serving(PNG), trusted_origins=("sim:8000",))
 
 
 def test_max_bytes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        ImageHasher(httpx.AsyncClient(), max_bytes=0)
+        hasher(serving(PNG), max_bytes=0)
 
 
 # --- the fetch -----------------------------------------------------------------------------------------------------
@@ -190,8 +198,9 @@ async def test_a_redirect_is_not_followed_even_by_a_client_that_follows() -> Non
         calls.append(str(request.url))
         return httpx.Response(302, headers={"location": MIRROR_URL})
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler), follow_redirects=True)
-    assert await ImageHasher(client, resolver=fake_resolver).digest(IMAGE_URL) is None
+    client = guarded(handler)
+    client.follow_redirects = True
+    assert await ImageHasher(client).digest(IMAGE_URL) is None
     assert calls == [IMAGE_URL]
 
 
@@ -238,38 +247,20 @@ async def test_a_declared_length_over_max_bytes_gives_none_before_reading() -> N
 
 
 async def test_a_slow_server_gives_none_at_the_deadline() -> None:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
-        return httpx.Response(200, content=PNG)
-
     with capture_logs() as logs:
-        assert await hasher(handler, timeout=0.05).digest(IMAGE_URL) is None
+        assert await hasher(stalling(PNG), timeout=0.05).digest(IMAGE_URL) is None
 
     assert "within" in logs[0]["reason"]
 
 
 async def test_a_trickling_body_gives_none_at_the_deadline() -> None:
-    async def body() -> AsyncIterator[bytes]:
-        while True:
-            yield b"\x00"
-            await asyncio.sleep(0.01)
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body())
-
-    assert await hasher(handler, timeout=0.1).digest(IMAGE_URL) is None
+    assert await hasher(trickling(), timeout=0.1).digest(IMAGE_URL) is None
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
 async def test_a_compressed_response_gives_none(encoding: str) -> None:
-    async def body() -> AsyncIterator[bytes]:
-        yield b"\x1f\x8b" + bytes(64)  # streamed: not a real gzip body, and it must not be decoded anyway
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body(), headers={"content-encoding": encoding})
-
     with capture_logs() as logs:
-        assert await hasher(handler).digest(IMAGE_URL) is None
+        assert await hasher(compressed(encoding)).digest(IMAGE_URL) is None
 
     assert logs[0]["reason"] == "compressed response refused"
 
@@ -298,13 +289,11 @@ async def test_no_credentials_reach_the_server_and_identity_is_asked_for() -> No
         seen.append(request)
         return httpx.Response(200, content=PNG)
 
-    client = httpx.AsyncClient(
-        transport=httpx.MockTransport(handler),
-        headers={"Authorization": "Key fal-secret", "User-Agent": "seedance-gateway/test"},
-        cookies={"session": "s3cret"},
-        auth=("user", "password"),
-    )
-    assert await ImageHasher(client, resolver=fake_resolver).digest(IMAGE_URL) == sha256(PNG)
+    client = guarded(handler)
+    client.headers.update({"Authorization": "Key fal-secret", "User-Agent": "seedance-gateway/test"})
+    client.cookies.set("session", "s3cret")
+    client.auth = ("user", "password")
+    assert await ImageHasher(client).digest(IMAGE_URL) == sha256(PNG)
 
     assert "authorization" not in seen[0].headers
     assert "cookie" not in seen[0].headers

@@ -1,9 +1,10 @@
-"""The SSRF-guarded prefix fetch (service.netguard) and the produced-size probe built on it (service.budgets.media)."""
+"""The SSRF guard (service.netguard, through in-process transports: no network, no DNS), the bounded prefix fetch
+and the produced-size probe built on them (service.budgets.media)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,30 +14,38 @@ import pytest
 from structlog.testing import capture_logs
 
 import service.simulator
-from service.budgets.media import MediaProbe
+from service.budgets.media import MediaProbe, fetch_prefix
+from service.domain.urls import PUBLIC_ONLY, UNRESTRICTED, OutboundPolicy
 from service.http import in_process_transport
-from service.netguard import FetchFailed, UnsafeDestination, check_destination, fetch_prefix, origin_of
+from service.netguard import (
+    FetchFailed,
+    GuardedClient,
+    UnsafeDestination,
+    check_destination,
+    guarded_transport,
+    origin_of,
+)
 from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorConfig, SimulatorState
-from tests.api.netfakes import PUBLIC_IP, Handler, fake_resolver, serving
+from tests.support.netfakes import PUBLIC_IP, Handler, compressed, fake_resolver, serving, stalling, trickling
 
 MP4_720P = (Path(service.simulator.__file__).parent / "media" / "720p-1280x720.mp4").read_bytes()
 SECRET = "X-Amz-Signature=supersecret"
 VIDEO_URL = f"https://v3.fal.media/files/penguin/abc123/video.mp4?{SECRET}"
 
 
-def client_for(handler: Handler) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+def client_for(handler: Handler, policy: OutboundPolicy = PUBLIC_ONLY, **guard: Any) -> GuardedClient:
+    transport = guarded_transport(policy, inner=httpx.MockTransport(handler), resolver=fake_resolver, **guard)
+    return GuardedClient(transport)
 
 
-async def fetch(client: httpx.AsyncClient, url: str, **overrides: Any) -> bytes:
-    options: dict[str, Any] = {"max_bytes": 1024, "timeout": 2.0, "allow_private": False, "resolver": fake_resolver}
+async def fetch(client: GuardedClient, url: str, **overrides: Any) -> bytes:
+    options: dict[str, Any] = {"max_bytes": 1024, "timeout": 2.0}
     return await fetch_prefix(client, url, **(options | overrides))
 
 
-def probe(client: httpx.AsyncClient, **overrides: Any) -> MediaProbe:
-    options: dict[str, Any] = {"resolver": fake_resolver, "timeout": 2.0}
-    return MediaProbe(client, **(options | overrides))
+def probe(client: GuardedClient, **overrides: Any) -> MediaProbe:
+    return MediaProbe(client, **({"timeout": 2.0} | overrides))
 
 
 # --- check_destination ---------------------------------------------------------------------------------------------
@@ -64,34 +73,39 @@ def probe(client: httpx.AsyncClient, **overrides: Any) -> MediaProbe:
 )
 async def test_unsafe_destinations_are_refused(url: str) -> None:
     with pytest.raises(UnsafeDestination):
-        await check_destination(url, allow_private=False, resolver=fake_resolver)
+        await check_destination(url, PUBLIC_ONLY, resolver=fake_resolver)
 
 
 async def test_a_name_that_does_not_resolve_says_so() -> None:
     with pytest.raises(UnsafeDestination, match="does not resolve"):
-        await check_destination("https://nowhere.example.com/x", allow_private=False, resolver=fake_resolver)
+        await check_destination("https://nowhere.example.com/x", PUBLIC_ONLY, resolver=fake_resolver)
 
 
-async def test_public_destinations_are_allowed() -> None:
-    await check_destination(VIDEO_URL, allow_private=False, resolver=fake_resolver)
-    await check_destination(f"http://{PUBLIC_IP}/x", allow_private=False, resolver=fake_resolver)
+async def test_public_destinations_are_allowed_and_their_addresses_returned() -> None:
+    assert await check_destination(VIDEO_URL, PUBLIC_ONLY, resolver=fake_resolver) == (
+        ipaddress.ip_address(PUBLIC_IP),
+        ipaddress.ip_address("2606:2800:21f:cb07:6820:80da:af6b:8b2c"),
+    )
+    assert await check_destination(f"http://{PUBLIC_IP}/x", PUBLIC_ONLY, resolver=fake_resolver) == (
+        ipaddress.ip_address(PUBLIC_IP),
+    )
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/v.mp4", "http://rebind.example.com/", "http://10.1.2.3/"])
-async def test_allow_private_allows_private_addresses(url: str) -> None:
-    await check_destination(url, allow_private=True, resolver=fake_resolver)
+async def test_an_unrestricted_policy_allows_private_addresses(url: str) -> None:
+    await check_destination(url, UNRESTRICTED, resolver=fake_resolver)
 
 
-async def test_allow_private_still_refuses_other_schemes() -> None:
+async def test_an_unrestricted_policy_still_refuses_other_schemes() -> None:
     with pytest.raises(UnsafeDestination):
-        await check_destination("ftp://127.0.0.1/x", allow_private=True, resolver=fake_resolver)
+        await check_destination("ftp://127.0.0.1/x", UNRESTRICTED, resolver=fake_resolver)
 
 
 async def test_the_system_resolver_is_the_default() -> None:
-    # An IP literal resolves to itself without any DNS server, so this runs offline.
-    await check_destination(f"http://{PUBLIC_IP}/x", allow_private=False)
+    # An IP literal is never resolved, so this runs offline.
+    await check_destination(f"http://{PUBLIC_IP}/x", PUBLIC_ONLY)
     with pytest.raises(UnsafeDestination):
-        await check_destination("http://[::ffff:127.0.0.1]/x", allow_private=False)
+        await check_destination("http://[::ffff:127.0.0.1]/x", PUBLIC_ONLY)
 
 
 # --- fetch_prefix --------------------------------------------------------------------------------------------------
@@ -118,12 +132,10 @@ async def test_the_clients_credentials_are_not_sent() -> None:
         seen.append(request)
         return httpx.Response(200, content=b"ok")
 
-    async with httpx.AsyncClient(
-        transport=httpx.MockTransport(handler),
-        headers={"Authorization": "Key fal-secret", "User-Agent": "seedance-gateway/test"},
-        cookies={"session": "s3cret"},
-        auth=("user", "password"),
-    ) as client:
+    async with client_for(handler) as client:
+        client.headers.update({"Authorization": "Key fal-secret", "User-Agent": "seedance-gateway/test"})
+        client.cookies.set("session", "s3cret")
+        client.auth = ("user", "password")
         assert await fetch(client, VIDEO_URL) == b"ok"
 
     assert "authorization" not in seen[0].headers
@@ -138,10 +150,10 @@ async def test_a_refused_destination_is_never_requested() -> None:
         calls.append(request)
         return httpx.Response(200, content=MP4_720P)
 
-    async with client_for(handler) as client:
+    async with client_for(handler) as client, client_for(handler, UNRESTRICTED) as unrestricted:
         with pytest.raises(UnsafeDestination):
             await fetch(client, "http://169.254.169.254/latest/meta-data/")
-        assert await fetch(client, "http://169.254.169.254/x", allow_private=True) == MP4_720P[:1024]
+        assert await fetch(unrestricted, "http://169.254.169.254/x") == MP4_720P[:1024]
 
     assert len(calls) == 1
 
@@ -167,13 +179,7 @@ async def test_a_server_ignoring_range_is_read_only_up_to_max_bytes() -> None:
 
 @pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
 async def test_a_compressed_response_is_refused(encoding: str) -> None:
-    async def body() -> AsyncIterator[bytes]:
-        yield b"\x1f\x8b" + bytes(64)  # streamed: a bytes body would be decoded inside the mock already
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body(), headers={"content-encoding": encoding})
-
-    async with client_for(handler) as client:
+    async with client_for(compressed(encoding)) as client:
         with pytest.raises(FetchFailed, match="compressed"):
             await fetch(client, VIDEO_URL)
 
@@ -241,7 +247,8 @@ async def test_a_redirect_is_not_followed_even_by_a_client_that_follows() -> Non
         calls.append(str(request.url))
         return httpx.Response(302, headers={"location": "http://127.0.0.1/secret"})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), follow_redirects=True) as client:
+    async with client_for(handler) as client:
+        client.follow_redirects = True
         with pytest.raises(FetchFailed):
             await fetch(client, VIDEO_URL)
 
@@ -249,25 +256,13 @@ async def test_a_redirect_is_not_followed_even_by_a_client_that_follows() -> Non
 
 
 async def test_a_slow_server_fails_at_the_deadline() -> None:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
-        return httpx.Response(200, content=MP4_720P)
-
-    async with client_for(handler) as client:
+    async with client_for(stalling(MP4_720P)) as client:
         with pytest.raises(FetchFailed, match="within"):
             await fetch(client, VIDEO_URL, timeout=0.05)
 
 
 async def test_a_trickling_body_fails_at_the_deadline() -> None:
-    async def body() -> AsyncIterator[bytes]:
-        while True:
-            yield b"\x00"
-            await asyncio.sleep(0.01)
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body())
-
-    async with client_for(handler) as client:
+    async with client_for(trickling()) as client:
         with pytest.raises(FetchFailed, match="within"):
             await fetch(client, VIDEO_URL, timeout=0.1)
 
@@ -303,16 +298,13 @@ async def test_the_probe_reads_the_size_of_a_real_video() -> None:
 
 
 async def test_the_probe_refuses_a_private_video_url() -> None:
-    async with client_for(serving(MP4_720P)) as client:
+    async with client_for(serving(MP4_720P)) as client, client_for(serving(MP4_720P), UNRESTRICTED) as unrestricted:
         assert await probe(client).produced_size({"video": {"url": "http://127.0.0.1:9000/v.mp4"}}) is None
-        assert await probe(client, allow_private=True).produced_size({"video": {"url": "http://127.0.0.1/v.mp4"}}) == (
-            1280,
-            720,
-        )
+        assert await probe(unrestricted).produced_size({"video": {"url": "http://127.0.0.1/v.mp4"}}) == (1280, 720)
 
 
 async def test_a_trusted_origin_skips_the_private_check_for_that_origin_only() -> None:
-    trusted = probe(client_for(serving(MP4_720P)), trusted_origins={"HTTP://127.0.0.1:9000/"})
+    trusted = probe(client_for(serving(MP4_720P), trusted_origins={"HTTP://127.0.0.1:9000/"}))
 
     assert await trusted.produced_size({"video": {"url": "http://127.0.0.1:9000/media/v.mp4"}}) == (1280, 720)
     assert await trusted.produced_size({"video": {"url": "http://127.0.0.1:9001/media/v.mp4"}}) is None
@@ -338,7 +330,7 @@ def test_origins_are_normalised(url: str, origin: str | None) -> None:
 
 def test_a_malformed_trusted_origin_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="trusted origins"):
-        MediaProbe(httpx.AsyncClient(), trusted_origins=["sim:8000"])
+        guarded_transport(PUBLIC_ONLY, trusted_origins=["sim:8000"])
 
 
 @pytest.mark.parametrize(
@@ -411,10 +403,11 @@ async def test_a_transport_error_logs_no_url() -> None:
 
 async def test_the_probe_reads_a_video_from_the_real_simulator() -> None:
     sim = create_simulator_app(SimulatorState(SimulatorConfig(queue_seconds=0, processing_seconds=0)))
-    async with httpx.AsyncClient(transport=in_process_transport(sim), base_url="http://sim") as client:
-        media = MediaProbe(client, trusted_origins={"http://sim"})
-        size = await media.produced_size({"video": {"url": "http://sim/media/1080p-2206x946.mp4"}, "seed": 7})
-        untrusted = await MediaProbe(client).produced_size({"video": {"url": "http://sim/media/1080p-2206x946.mp4"}})
+    inner = in_process_transport(sim)
+    trusted = GuardedClient(guarded_transport(PUBLIC_ONLY, inner=inner, trusted_origins={"http://sim"}))
+    async with trusted, GuardedClient(guarded_transport(PUBLIC_ONLY, inner=inner)) as untrusted:
+        size = await MediaProbe(trusted).produced_size({"video": {"url": "http://sim/media/1080p-2206x946.mp4"}})
+        refused = await MediaProbe(untrusted).produced_size({"video": {"url": "http://sim/media/1080p-2206x946.mp4"}})
 
     assert size == (2206, 946)
-    assert untrusted is None  # "sim" is no public name: without trust it does not pass the guard
+    assert refused is None  # "sim" is no public name: without trust it does not pass the guard

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import I2V, I2V_INPUT, T2V, Gateway
+from tests.support.endpoints import I2V, I2V_INPUT, T2V
+from tests.support.gateway import Gateway
 
 CASES: list[tuple[dict[str, Any], str, dict[str, Any], str, str | None]] = [
     ({"allowed_endpoints": [I2V]}, T2V, {"prompt": "x"}, "allowed_endpoints", None),

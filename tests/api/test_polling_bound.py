@@ -8,7 +8,7 @@ import math
 import pytest
 
 from service.config import Settings
-from tests.api.conftest import Gateway, fast_settings
+from tests.support.gateway import Gateway, fast_settings
 
 PROCESSING_SECONDS = 2.0
 CLIENTS = 50

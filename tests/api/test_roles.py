@@ -13,13 +13,11 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.config import Settings
-from service.domain.tenants import TenantCreate
-from service.events import EventBus
-from service.http import in_process_transport
-from service.simulator.app import create_simulator_app
 from service.simulator.state import SimulatorState
-from service.tenants.store import TenantStore
-from tests.api.conftest import T2V, Gateway, eventually, serve_in_process
+from tests.support.admin import key_auth, tenant_key
+from tests.support.endpoints import T2V
+from tests.support.gateway import Gateway, local, serve_in_process, simulator_transport
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,28 +60,26 @@ async def test_worker_role_serves_no_tenant_or_admin_routes(gateway: Gateway, se
         settings,
         redis=gateway.redis,
         serve_api=False,
-        upstream_transport=in_process_transport(create_simulator_app(gateway.sim)),
+        upstream_transport=simulator_transport(gateway.sim),
     )
     async with serve_in_process(worker) as client:
-        assert (await client.post(path, json={"prompt": "x"})).status_code in {404, 405}
+        refused = await client.post(path, json={"prompt": "x"})
+        assert (refused.status_code, refused.json()["error_type"]) == (404, "not_found"), "the route does not exist"
         assert (await client.get("/readyz")).status_code == 200
 
 
 async def test_a_separate_worker_completes_jobs_an_api_only_replica_accepted(
     redis_client: Redis, sim: SimulatorState, settings: Settings
 ) -> None:
-    tenants = TenantStore(redis_client, EventBus(redis_client))
-    await tenants.create_tenant(TenantCreate(id="acme", name="Acme"))
-    issued, _ = await tenants.create_key("acme")
-    headers = {"Authorization": f"Key {issued.token}"}
-    transport = in_process_transport(create_simulator_app(sim))
+    transport = simulator_transport(sim)
     api_only = create_app(
         settings.model_copy(update={"tracker_enabled": False}), redis=redis_client, upstream_transport=transport
     )
     worker = create_app(settings, redis=redis_client, serve_api=False, upstream_transport=transport)
     async with serve_in_process(api_only) as api:
+        headers = key_auth(await tenant_key(api))
         submitted = (await api.post(f"/queue/{T2V}", json={"prompt": "x"}, headers=headers)).json()
-        status_path = submitted["status_url"].removeprefix("http://testserver.local")
+        status_path = local(submitted["status_url"])
 
         async def completed() -> bool:
             return bool((await api.get(status_path, headers=headers)).json()["status"] == "COMPLETED")

@@ -10,7 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from service.app import create_app
-from tests.api.conftest import ADMIN_TOKEN, I2V, fast_settings, serve_in_process
+from tests.support.admin import ADMIN, key_auth, tenant_key
+from tests.support.endpoints import I2V
+from tests.support.gateway import fast_settings, serve_in_process
 
 PUBLIC = "https://gateway.example:8443"
 
@@ -19,11 +21,7 @@ PUBLIC = "https://gateway.example:8443"
 async def embedded(redis_client: Redis, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = fast_settings(redis_url, simulator=True, fal_key=None, public_url=PUBLIC)
     async with serve_in_process(create_app(settings, redis=redis_client)) as client:
-        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        await client.post("/admin/tenants", json={"id": "demo", "name": "Demo"}, headers=admin)
-        client.headers["Authorization"] = (
-            f"Key {(await client.post('/admin/tenants/demo/keys', headers=admin)).json()['key']}"
-        )
+        client.headers.update(key_auth(await tenant_key(client, "demo")))
         yield client
 
 
@@ -40,7 +38,6 @@ async def test_the_embedded_simulator_runs_jobs_serves_videos_and_is_probed(embe
     assert served.content[4:8] == b"ftyp"
     assert len(served.content) == video["file_size"]
 
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    (charge,) = (await embedded.get("/admin/tenants/demo/charges", headers=admin)).json()["charges"]
+    (charge,) = (await embedded.get("/admin/tenants/demo/charges", headers=ADMIN)).json()["charges"]
     assert charge["size_source"] == "probe", "the probe read the video from the mount in-process"
     assert (charge["width"], charge["height"]) == (1280, 720)

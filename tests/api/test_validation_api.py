@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import I2V, I2V_INPUT, T2V, Gateway
+from tests.support.endpoints import DEFAULTS, I2V, I2V_INPUT, T2V
+from tests.support.gateway import Gateway
 
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
     (T2V, {}, "prompt", "missing"),
@@ -60,15 +61,7 @@ async def test_defaults_are_filled_and_unknown_fields_dropped_before_forwarding(
     response = await gateway.submit(T2V, {"prompt": "x", "duration": "6", "surprise": True})
     assert response.status_code == 200
     (forwarded,) = [r["input"] for r in gateway.sim.stats()["requests"].values()]
-    assert forwarded == {
-        "prompt": "x",
-        "aspect_ratio": "16:9",
-        "resolution": "720p",
-        "duration": "6",
-        "camera_fixed": False,
-        "enable_safety_checker": True,
-        "generate_audio": True,
-    }
+    assert forwarded == {"prompt": "x", **DEFAULTS, "duration": "6"}
 
 
 async def test_a_prompt_with_a_lone_surrogate_is_forwarded_not_crashed_on(gateway: Gateway) -> None:

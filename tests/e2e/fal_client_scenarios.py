@@ -1,7 +1,8 @@
 """Runs one scenario with the real, unmodified ``fal_client`` and prints what it saw as JSON.
 
-Started as a subprocess by the end-to-end tests, because ``fal_client`` reads FAL_RUN_HOST / FAL_QUEUE_RUN_HOST at
-import time. It is configured only through its environment variables (FAL_KEY, the two hosts, SSL_CERT_FILE).
+Started as a subprocess (``python -m tests.e2e.fal_client_scenarios SCENARIO [ARG]`` from the repository root) by the
+end-to-end tests, because ``fal_client`` reads FAL_RUN_HOST / FAL_QUEUE_RUN_HOST at import time. It is configured only
+through its environment variables (FAL_KEY, the two hosts, SSL_CERT_FILE).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import fal_client
 
-I2V = "fal-ai/bytedance/seedance/v1.5/pro/image-to-video"
-T2V = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
-I2V_ARGS = {"prompt": "a cat waves", "image_url": "https://example.com/cat.png", "seed": 11}
+from tests.support.endpoints import I2V, I2V_INPUT, T2V
+
+I2V_ARGS = {**I2V_INPUT, "seed": 11}
 T2V_ARGS = {"prompt": "a red fox running through snow", "seed": 7}
 # No seed: never answered from the cache, so it really runs (and can be cancelled while it does).
 UNCACHED_ARGS = {"prompt": "a red fox running through snow"}

@@ -18,35 +18,21 @@ from service.domain.pricing import PriceTable
 from service.errors import BudgetExceeded
 from service.metrics import Metrics
 from service.tenants.admission import Admission, Reservation
+from tests.support.clocks import ManualClock
+from tests.support.endpoints import DEFAULTS
 
 NOW = 1_795_000_000.0
-INPUT = {
-    "prompt": "x",
-    "aspect_ratio": "16:9",
-    "resolution": "720p",
-    "duration": "5",
-    "camera_fixed": False,
-    "enable_safety_checker": True,
-    "generate_audio": True,
-}
+INPUT = {"prompt": "x", **DEFAULTS}
 ESTIMATE, SETTLED = 261_360, 259_200
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(redis_client: Redis, clock: Clock) -> BudgetLedger:
+def ledger(redis_client: Redis, clock: ManualClock) -> BudgetLedger:
     return BudgetLedger(
         redis_client,
         prices=PriceTable(),
@@ -58,7 +44,9 @@ def ledger(redis_client: Redis, clock: Clock) -> BudgetLedger:
     )
 
 
-async def _reserve(redis: Redis, clock: Clock, rid: str, *, limit: int | None = 10_000_000, ttl: float = 60.0) -> None:
+async def _reserve(
+    redis: Redis, clock: ManualClock, rid: str, *, limit: int | None = 10_000_000, ttl: float = 60.0
+) -> None:
     admission = Admission(redis, lease_seconds=120, clock=clock)
     window = period_window(BudgetPeriod.MONTH, clock())
     await admission.admit(
@@ -96,7 +84,7 @@ async def _amounts(redis: Redis) -> tuple[int, int]:
 
 
 async def test_settling_twice_or_concurrently_charges_once(
-    redis_client: Redis, clock: Clock, ledger: BudgetLedger
+    redis_client: Redis, clock: ManualClock, ledger: BudgetLedger
 ) -> None:
     await _reserve(redis_client, clock, "r1")
     outcomes = await asyncio.gather(*(ledger.settle(_job("r1", Outcome.OK)) for _ in range(20)))
@@ -106,7 +94,7 @@ async def test_settling_twice_or_concurrently_charges_once(
     assert await _amounts(redis_client) == (SETTLED, 0)
 
 
-async def test_releasing_twice_releases_once(redis_client: Redis, clock: Clock, ledger: BudgetLedger) -> None:
+async def test_releasing_twice_releases_once(redis_client: Redis, clock: ManualClock, ledger: BudgetLedger) -> None:
     await _reserve(redis_client, clock, "r1")
     assert await _amounts(redis_client) == (0, ESTIMATE)
     released = await asyncio.gather(*(ledger.release("acme", "r1") for _ in range(10)))
@@ -127,7 +115,7 @@ async def test_releasing_twice_releases_once(redis_client: Redis, clock: Clock, 
 )
 async def test_expired_reservations_are_reconciled_against_their_jobs(
     redis_client: Redis,
-    clock: Clock,
+    clock: ManualClock,
     ledger: BudgetLedger,
     job: Job | None,
     expected: tuple[int, int],
@@ -149,7 +137,7 @@ async def test_expired_reservations_are_reconciled_against_their_jobs(
 
 
 async def test_the_budget_check_counts_spent_and_reserved(
-    redis_client: Redis, clock: Clock, ledger: BudgetLedger
+    redis_client: Redis, clock: ManualClock, ledger: BudgetLedger
 ) -> None:
     limit = 2 * ESTIMATE
     await _reserve(redis_client, clock, "r1", limit=limit)

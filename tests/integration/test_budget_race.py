@@ -7,42 +7,27 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
 
-import httpx
-import pytest
 import redis
-from redis.asyncio import Redis
 
 from service import keys
 from service.domain.budgets import BudgetPeriod, period_window
-from service.simulator.state import SimulatorState
-from tests.api.conftest import T2V
-from tests.integration.conftest import replica_clients
+from tests.support.admin import key_auth, tenant_key
+from tests.support.endpoints import T2V
+from tests.support.replicas import StartReplicas
 
-ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 ESTIMATE = 261_360  # 720p 16:9 5 s with audio
 N = 5
 
 
-@pytest.fixture
-async def replicas(
-    redis_client: Redis, redis_url: str
-) -> AsyncIterator[tuple[list[httpx.AsyncClient], SimulatorState]]:
-    async with replica_clients(redis_client, redis_url, processing_seconds=0.2) as pair:
-        yield pair
-
-
 async def test_exactly_n_of_20n_concurrent_submits_fit_and_the_budget_is_never_exceeded(
-    replicas: tuple[list[httpx.AsyncClient], SimulatorState], redis_url: str
+    replicas: StartReplicas, redis_url: str
 ) -> None:
-    (a, b), sim = replicas
+    group = await replicas()
+    group.sim.configure(processing_seconds=0.2)
+    a, b = group.clients
     limit = N * ESTIMATE
-    await a.post(
-        "/admin/tenants", json={"id": "acme", "name": "Acme", "budget": {"limit_micros": limit}}, headers=ADMIN
-    )
-    key = (await a.post("/admin/tenants/acme/keys", headers=ADMIN)).json()["key"]
-    headers = {"Authorization": f"Key {key}"}
+    headers = key_auth(await tenant_key(a, budget={"limit_micros": limit}))
     budget_key = keys.budget("acme", period_window(BudgetPeriod.MONTH, time.time()).id)
     samples: list[int] = []
     storm_over = threading.Event()
@@ -67,6 +52,6 @@ async def test_exactly_n_of_20n_concurrent_submits_fit_and_the_budget_is_never_e
 
     assert codes.count(200) == N
     assert codes.count(402) == 19 * N
-    assert sim.stats()["calls"]["submit"] == N
+    assert group.sim.stats()["calls"]["submit"] == N
     assert len(samples) > 20, "the invariant was actually sampled during the storm"
     assert max(samples) <= limit

@@ -9,13 +9,14 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.jobs import Job, JobMode, JobState, Outcome
 from service.jobs.store import DueSchedule, JobStore
+from tests.support.endpoints import T2V
 
 
 def _job(rid: str = "00000000-0000-4000-8000-000000000001") -> Job:
     return Job(
         request_id=rid,
         tenant_id="acme",
-        endpoint_id="fal-ai/bytedance/seedance/v1.5/pro/text-to-video",
+        endpoint_id=T2V,
         mode=JobMode.QUEUE,
         input={"prompt": "x"},
         created_at=1000.0,
@@ -37,7 +38,7 @@ async def test_update_applies_until_completed_and_then_never(redis_client: Redis
     job = _job()
     await store.create(job)
     assert await store.update(job.request_id, state=JobState.IN_PROGRESS, queue_position=None)
-    assert await store.complete(job.request_id, outcome=Outcome.OK, result={"seed": 1})
+    assert await store.complete(job.request_id, {"outcome": Outcome.OK, "result": {"seed": 1}}) == 1
     assert not await store.update(job.request_id, state=JobState.IN_PROGRESS)
     stored = await store.get(job.request_id)
     assert stored is not None
@@ -50,10 +51,11 @@ async def test_completion_happens_exactly_once_under_concurrency(redis_client: R
     store = JobStore(redis_client, retention_seconds=600)
     job = _job()
     await store.create(job)
-    outcomes = await asyncio.gather(
-        *(store.complete(job.request_id, outcome=Outcome.OK, result={"n": n}) for n in range(50))
+    answers = await asyncio.gather(
+        *(store.complete(job.request_id, {"outcome": Outcome.OK, "result": {"n": n}}) for n in range(50))
     )
-    assert outcomes.count(True) == 1
+    outcomes = [answer == 1 for answer in answers]
+    assert sorted(answers) == [0] * 49 + [1]
     stored = await store.get(job.request_id)
     assert stored is not None
     winner = outcomes.index(True)

@@ -12,12 +12,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from service.app import create_app
-from service.http import in_process_transport
 from service.redis_client import connect_url
-from service.simulator.app import create_simulator_app
-from tests.api.conftest import T2V, fast_settings, fast_simulator, serve_in_process
-
-ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
+from tests.support.admin import key_auth, tenant_key
+from tests.support.endpoints import T2V
+from tests.support.gateway import fast_settings, fast_simulator, serve_in_process, simulator_transport
+from tests.support.redis import via
 
 
 class CuttableProxy:
@@ -55,7 +54,7 @@ class CuttableProxy:
 @pytest.fixture
 async def proxy(redis_url: str) -> AsyncIterator[CuttableProxy]:
     parts = urlsplit(redis_url)
-    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 6379)  # the redis:// scheme's default
     await proxy.start()
     yield proxy
     await proxy.cut()
@@ -64,17 +63,13 @@ async def proxy(redis_url: str) -> AsyncIterator[CuttableProxy]:
 async def test_a_redis_outage_mid_run_refuses_paid_work_with_503_and_sends_nothing(
     proxy: CuttableProxy, redis_url: str, redis_client: object
 ) -> None:
-    proxied = f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}"
+    proxied = via(redis_url, proxy.port)
     redis = connect_url(proxied, max_connections=20, timeout=0.5)
     sim = fast_simulator()
     settings = fast_settings(proxied, redis_socket_timeout_seconds=0.5)
-    app = create_app(settings, redis=redis, upstream_transport=in_process_transport(create_simulator_app(sim)))
+    app = create_app(settings, redis=redis, upstream_transport=simulator_transport(sim))
     async with serve_in_process(app) as client:
-        await client.post(
-            "/admin/tenants", json={"id": "acme", "name": "A", "budget": {"limit_micros": 10**9}}, headers=ADMIN
-        )
-        key = (await client.post("/admin/tenants/acme/keys", headers=ADMIN)).json()["key"]
-        headers = {"Authorization": f"Key {key}"}
+        headers = key_auth(await tenant_key(client, budget={"limit_micros": 10**9}))
         assert (await client.post(f"/queue/{T2V}", json={"prompt": "x"}, headers=headers)).status_code == 200
         submits_before = sim.stats()["calls"]["submit"]
 

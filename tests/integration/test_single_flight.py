@@ -4,58 +4,56 @@ Redis, make exactly one upstream submit and one charge, and all 50 complete with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
-from redis.asyncio import Redis
 
-from service.simulator.state import SimulatorState
-from tests.api.conftest import T2V
-from tests.integration.conftest import replica_clients
+from tests.support.admin import ADMIN, key_auth, tenant_key
+from tests.support.clocks import ManualClock
+from tests.support.endpoints import T2V
+from tests.support.gateway import fast_simulator, local
+from tests.support.replicas import StartReplicas
+from tests.support.waiting import eventually
 
-ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 SETTLED = 259_200  # 720p 16:9 5 s with audio, by fal's formula
 
 
-@pytest.fixture
-async def replicas(
-    redis_client: Redis, redis_url: str
-) -> AsyncIterator[tuple[list[httpx.AsyncClient], SimulatorState]]:
-    async with replica_clients(redis_client, redis_url, processing_seconds=1.0) as pair:
-        yield pair
-
-
 async def test_fifty_identical_requests_over_two_replicas_make_one_submit_and_one_charge(
-    replicas: tuple[list[httpx.AsyncClient], SimulatorState],
+    replicas: StartReplicas,
 ) -> None:
-    (a, b), sim = replicas
-    await a.post("/admin/tenants", json={"id": "acme", "name": "A", "budget": {"limit_micros": 10**9}}, headers=ADMIN)
-    headers = {"Authorization": f"Key {(await a.post('/admin/tenants/acme/keys', headers=ADMIN)).json()['key']}"}
+    # The upstream job stands still until every request is in, so each one after the first joins it ("merged"):
+    # none can arrive after it finished and be a plain cache hit.
+    upstream_clock = ManualClock()
+    group = await replicas(sim=fast_simulator(upstream_clock))
+    a, b = group.clients
+    headers = key_auth(await tenant_key(a, budget={"limit_micros": 10**9}))
     body = {"prompt": "the same video, fifty times", "seed": 1234}
 
-    async def one(n: int) -> tuple[str, dict[str, object]]:
-        client = a if n % 2 else b
+    async def submit(client: httpx.AsyncClient) -> tuple[httpx.AsyncClient, httpx.Response]:
         submitted = await client.post(f"/queue/{T2V}", json=body, headers=headers)
         assert submitted.status_code == 200, submitted.text
-        status_url = submitted.json()["status_url"].removeprefix("http://testserver.local")
-        while (await client.get(status_url, headers=headers)).json()["status"] != "COMPLETED":
-            await asyncio.sleep(0.05)
-        result = await client.get(
-            submitted.json()["response_url"].removeprefix("http://testserver.local"), headers=headers
-        )
-        assert result.status_code == 200, result.text
-        return submitted.headers["x-gateway-cache"], result.json()
+        return client, submitted
 
-    outcomes = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(50))), timeout=30)
+    submits = await asyncio.gather(*(submit(a if n % 2 else b) for n in range(50)))
+    roles = [submitted.headers["x-gateway-cache"] for _, submitted in submits]
+    assert sorted(roles) == ["merged"] * 49 + ["miss"], "exactly one leader; everyone else joined its job"
+    upstream_clock.advance(10)
 
-    assert sim.stats()["calls"]["submit"] == 1
-    roles = [role for role, _ in outcomes]
-    assert roles.count("miss") == 1, "exactly one leader"
-    assert set(roles) <= {"miss", "merged", "hit"}
-    videos = {str(result["video"]) for _, result in outcomes}
-    assert len(videos) == 1, "every request got the same video"
-    assert {result["seed"] for _, result in outcomes} == {1234}
+    async def result(client: httpx.AsyncClient, submitted: httpx.Response) -> dict[str, object]:
+        async def completed() -> bool:
+            status = await client.get(local(submitted.json()["status_url"]), headers=headers)
+            return bool(status.json()["status"] == "COMPLETED")
+
+        await eventually(completed)
+        response = await client.get(local(submitted.json()["response_url"]), headers=headers)
+        assert response.status_code == 200, response.text
+        output: dict[str, object] = response.json()
+        return output
+
+    results = await asyncio.gather(*(result(client, submitted) for client, submitted in submits))
+
+    assert group.sim.stats()["calls"]["submit"] == 1
+    assert len({str(output["video"]) for output in results}) == 1, "every request got the same video"
+    assert {output["seed"] for output in results} == {1234}
     usage = (await a.get("/v1/usage", headers=headers)).json()
     assert (usage["spent_micros"], usage["reserved_micros"]) == (SETTLED, 0), "one charge"
     charges = (await b.get("/admin/tenants/acme/charges", headers=ADMIN)).json()["charges"]

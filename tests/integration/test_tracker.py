@@ -4,19 +4,17 @@ stalled submits, transient upstream errors, and jobs lost upstream."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.budgets.ledger import BudgetLedger, ProbeMode
-from service.cache.service import CacheService
-from service.cache.store import ResultCache
+from service.clients import Clients, open_clients
 from service.config import Settings
+from service.container import build_deps
 from service.domain.endpoints import TEXT_TO_VIDEO
 from service.domain.jobs import Job, JobMode, JobState, Outcome
-from service.domain.pricing import PriceTable
 from service.http import in_process_transport
 from service.jobs.store import DueSchedule, JobStore
 from service.jobs.tracker import JobTracker
@@ -24,8 +22,8 @@ from service.metrics import Metrics
 from service.simulator.app import create_simulator_app
 from service.simulator.faults import FaultRule
 from service.simulator.state import SimulatorConfig, SimulatorState
-from service.tenants.admission import Admission
 from service.upstream.fal import FalClient
+from service.upstream.selection import Upstream
 
 
 class Clock:
@@ -50,34 +48,12 @@ class Rig:
     settings: Settings
     metrics: Metrics
     redis: Redis
+    http: httpx.AsyncClient
+    clients: Clients
 
     def tracker(self) -> JobTracker:
-        return JobTracker(
-            settings=self.settings,
-            store=self.store,
-            due=self.due,
-            fal=self.fal,
-            admission=Admission(self.redis, lease_seconds=120, clock=self.clock),
-            ledger=BudgetLedger(
-                self.redis,
-                prices=PriceTable(),
-                probe=None,
-                probe_mode=ProbeMode.NEVER,
-                ledger_retention_seconds=0,
-                metrics=self.metrics,
-                clock=self.clock,
-            ),
-            cache=CacheService(
-                ResultCache(self.redis),
-                self.store,
-                hasher=None,
-                settings=self.settings,
-                metrics=self.metrics,
-                clock=self.clock,
-            ),
-            metrics=self.metrics,
-            clock=self.clock,
-        )
+        """A fresh tracker wired as the app wires it (a replica of its own), on this rig's clock and upstream."""
+        return build_deps(self.settings, self.clients, metrics=self.metrics, clock=self.clock).tracker
 
     async def recorded_job(self, rid: str, *, upstream_id: str | None = None) -> Job:
         """A job as the API records it: SUBMITTING until an upstream id is known, then IN_QUEUE and due now."""
@@ -108,12 +84,15 @@ async def rig(redis_client: Redis, redis_url: str) -> AsyncIterator[Rig]:
     sim = SimulatorState(SimulatorConfig(queue_seconds=1, processing_seconds=4, fal_key="k"), clock=sim_clock)
     metrics = Metrics()
     settings = Settings(redis_url=redis_url, tracker_lease_seconds=30, upstream_submit_timeout_seconds=60)
+    transport = in_process_transport(create_simulator_app(sim))
     async with httpx.AsyncClient(
-        transport=in_process_transport(create_simulator_app(sim)),
+        transport=transport,
         base_url="http://sim",
         headers={"Authorization": "Key k"},
     ) as http:
         fal = FalClient(http, metrics=metrics, submit_timeout=5, submit_connect_retries=0)
+        upstream = Upstream("http://sim", transport, None, transport, "http://sim")
+        clients = replace(open_clients(settings, upstream, redis_client), fal=http)  # the simulator wants key "k"
         yield Rig(
             Clock(),
             sim_clock,
@@ -124,7 +103,10 @@ async def rig(redis_client: Redis, redis_url: str) -> AsyncIterator[Rig]:
             settings,
             metrics,
             redis_client,
+            http,
+            clients,
         )
+        await clients.aclose()
 
 
 async def _step_all(tracker: JobTracker) -> int:

@@ -23,19 +23,29 @@ ID_KEYS: list[tuple[Callable[[str], str], str]] = [
     (keys.reservations, "gw:v1:tenant:{abc123}:resv"),
     (keys.reservation_expiry, "gw:v1:tenant:{abc123}:resv:exp"),
     (keys.job_followers, "gw:v1:job:{abc123}:followers"),
+    (keys.job_outbox, "gw:v1:job:{abc123}:outbox"),
+    (keys.webhook_delivery, "gw:v1:webhook:{abc123}"),
+    (keys.webhook_attempts, "gw:v1:webhook:{abc123}:attempts"),
+    (keys.tenant_webhooks, "gw:v1:tenant:{abc123}:webhooks"),
+    (keys.fal_webhook_seen, "gw:v1:falhook:{abc123}"),
     (keys.cache_entry, "gw:v1:cache:{abc123}"),
     (keys.cache_leader, "gw:v1:cache:{abc123}:leader"),
     (keys.cache_scope, "gw:v1:cachescope:{abc123}"),
+    (keys.cache_scope_generation, "gw:v1:cachescope:{abc123}:gen"),
+    (keys.webhook_secrets, "gw:v1:tenant:{abc123}:whsec"),
 ]
 # Builders of fixed keys.
 FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
     (keys.tenant_index, "gw:v1:tenants"),
     (keys.tracker_due, "gw:v1:tracker:due"),
+    (keys.webhook_due, "gw:v1:webhook:due"),
+    (keys.webhook_index, "gw:v1:webhooks"),
     (keys.job_events_channel, "gw:v1:events:job"),
     (keys.auth_events_channel, "gw:v1:events:auth"),
     (keys.audit_log, "gw:v1:audit"),
     (keys.budget_tenants, "gw:v1:budget:tenants"),
     (keys.reconcile_lock, "gw:v1:budget:reconcile-lock"),
+    (keys.webhook_signing_key, "gw:v1:webhook:signing-key"),
 ]
 # Builders of per-period keys, with the key they must build for tenant "abc123" and period "m2026-11".
 PERIOD_KEYS: list[tuple[Callable[[str, str], str], str]] = [

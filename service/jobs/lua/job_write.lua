@@ -1,6 +1,6 @@
 -- Write fields of a job that is not yet COMPLETED, optionally (re)set its expiry, and announce the change.
--- COMPLETED is terminal: once a write has set state COMPLETED, every later write is refused. So the one call that
--- completes a job is told so (1), and callers hang exactly-once side effects (settling cost, webhooks) on it.
+-- COMPLETED is terminal: once job_complete.lua has completed a job, every later write is refused, so progress
+-- that arrives late can never overwrite a final outcome.
 -- KEYS[1] job hash; ARGV[1] event channel; ARGV[2] request id; ARGV[3] expiry seconds (0: leave as is);
 -- ARGV[4..] field, value pairs (JSON-encoded values).
 -- Returns 1 if written, 0 if the job was already COMPLETED, -1 if it does not exist.

@@ -1,4 +1,4 @@
-"""Seedance 1.5 Pro pricing: the size table, fal's formula, estimate vs settle, rounding (seedance-pricing.md)."""
+"""Seedance 1.5 Pro pricing: the size table, fal's formula, estimate vs settle, rounding (docs/pricing.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ PRICES = PriceTable()
 CELL_RATIOS = [r for r in AspectRatio if r is not AspectRatio.AUTO]
 CELLS = [(res, ratio) for res in Resolution for ratio in CELL_RATIOS]
 
-# seedance-pricing.md §1, copied verbatim: (res, ratio) -> (W x H, tokens/s @24fps, $/s audio, $/s silent,
+# docs/pricing.md §1, copied verbatim: (res, ratio) -> (W x H, tokens/s @24fps, $/s audio, $/s silent,
 # 5s+audio (fal formula) to 4 places, ByteDance's usage for 5 s = floor(W*H*121/1024)).
 REFERENCE: dict[tuple[str, str], tuple[Size, str, str, str, str, int]] = {
     ("480p", "16:9"): ((864, 496), "10044", "0.024106", "0.012053", "0.1205", 50_638),
@@ -169,9 +169,10 @@ def test_audio_off_halves_the_cost(resolution: Resolution, ratio: AspectRatio) -
 
     assert (with_audio.audio, silent.audio) == (True, False)
     assert silent.tokens == with_audio.tokens
-    # Each side is rounded up on its own, so halving is exact before rounding and within a micro after it.
+    # Each side is rounded up on its own and halving is exact before rounding, so the silent cost is the rounded-up
+    # half of the cost with audio: ceil(x) == ceil(ceil(2x) / 2) for every x.
     assert exact_micros(size, frames, audio=False) * 2 == exact_micros(size, frames, audio=True)
-    assert silent.cost_micros in {math.ceil(Fraction(with_audio.cost_micros, 2)), with_audio.cost_micros // 2}
+    assert silent.cost_micros == math.ceil(Fraction(with_audio.cost_micros, 2))
 
 
 def test_audio_off_halves_fals_example_exactly() -> None:

@@ -1,4 +1,4 @@
-"""Seedance 1.5 Pro input validation and endpoint lookup (fal-protocol.md §1.3, §11; seeds for both endpoints)."""
+"""Seedance 1.5 Pro input validation and endpoint lookup (docs/protocol.md §1.3, §11; seeds for both endpoints)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ from service.domain.schemas import (
     parse_input,
     validate_input,
 )
+from tests.support.endpoints import DEFAULTS, I2V, T2V
 
-I2V_ID = "fal-ai/bytedance/seedance/v1.5/pro/image-to-video"
-T2V_ID = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
 PROMPT = 'A man is crying and he says "I shouldn\'t have done it. I regret everything"'
 IMAGE = "https://v3b.fal.media/files/b/0a8773cd/REzCWn1BKUVuMFTxR-R3W_image_317.png"
 END_IMAGE = "https://v3b.fal.media/files/b/0a8773cd/end.png"
@@ -53,14 +52,6 @@ EXPECTED: dict[str, str] = {
     "duration": "'4', '5', '6', '7', '8', '9', '10', '11' or '12'",
 }
 BOOL_FIELDS = ("camera_fixed", "enable_safety_checker", "generate_audio")
-DEFAULTS: dict[str, Any] = {
-    "aspect_ratio": "16:9",
-    "resolution": "720p",
-    "duration": "5",
-    "camera_fixed": False,
-    "enable_safety_checker": True,
-    "generate_audio": True,
-}
 ENTRY_KEYS = {"type", "loc", "msg", "input", "ctx"}
 
 
@@ -429,16 +420,7 @@ def test_spelling_out_every_default_normalizes_like_leaving_them_out(endpoint: E
 
 
 def test_the_fal_full_example_is_accepted() -> None:
-    example = {
-        "prompt": PROMPT,
-        "aspect_ratio": "16:9",
-        "resolution": "720p",
-        "duration": "5",
-        "camera_fixed": False,
-        "enable_safety_checker": True,
-        "generate_audio": True,
-        "image_url": IMAGE,
-    }
+    example = {"prompt": PROMPT, **DEFAULTS, "image_url": IMAGE}
 
     data = parse_input(IMAGE_TO_VIDEO, json.dumps(example).encode())
 
@@ -719,10 +701,10 @@ def test_the_output_schema_needs_a_video_url_and_a_seed() -> None:
 @pytest.mark.parametrize(
     ("endpoint_id", "expected"),
     [
-        (I2V_ID, IMAGE_TO_VIDEO),
-        (T2V_ID, TEXT_TO_VIDEO),
-        (I2V_ID + "/", IMAGE_TO_VIDEO),
-        (T2V_ID + "/", TEXT_TO_VIDEO),
+        (I2V, IMAGE_TO_VIDEO),
+        (T2V, TEXT_TO_VIDEO),
+        (I2V + "/", IMAGE_TO_VIDEO),
+        (T2V + "/", TEXT_TO_VIDEO),
     ],
 )
 def test_find_endpoint_finds_both_endpoints(endpoint_id: str, expected: Endpoint) -> None:
@@ -740,11 +722,11 @@ def test_find_endpoint_finds_both_endpoints(endpoint_id: str, expected: Endpoint
         "fal-ai/bytedance/seedance/v1.5/pro/reference-to-video",
         "fal-ai/bytedance/seedance/v1/pro/image-to-video",
         "fal-ai/bytedance/seedance/v1.5/lite/text-to-video",
-        I2V_ID + "/extra",
-        T2V_ID + "/stream",
-        I2V_ID.upper(),
-        " " + T2V_ID,
-        T2V_ID + " ",
+        I2V + "/extra",
+        T2V + "/stream",
+        I2V.upper(),
+        " " + T2V,
+        T2V + " ",
         "image-to-video",
         "workflows/fal-ai/bytedance/seedance/v1.5/pro/image-to-video",
     ],
@@ -755,7 +737,7 @@ def test_find_endpoint_returns_none_for_unknown_ids(endpoint_id: str) -> None:
 
 @pytest.mark.parametrize(
     ("ep", "endpoint_id", "kind"),
-    [(IMAGE_TO_VIDEO, I2V_ID, EndpointKind.IMAGE_TO_VIDEO), (TEXT_TO_VIDEO, T2V_ID, EndpointKind.TEXT_TO_VIDEO)],
+    [(IMAGE_TO_VIDEO, I2V, EndpointKind.IMAGE_TO_VIDEO), (TEXT_TO_VIDEO, T2V, EndpointKind.TEXT_TO_VIDEO)],
 )
 def test_endpoint_ids_and_queue_app(ep: Endpoint, endpoint_id: str, kind: EndpointKind) -> None:
     assert ep.id == endpoint_id
@@ -771,9 +753,9 @@ def test_endpoint_kinds_are_the_id_suffixes() -> None:
 
 
 def test_the_registry_holds_exactly_the_two_seedance_endpoints() -> None:
-    assert ENDPOINTS == {I2V_ID: IMAGE_TO_VIDEO, T2V_ID: TEXT_TO_VIDEO}
+    assert ENDPOINTS == {I2V: IMAGE_TO_VIDEO, T2V: TEXT_TO_VIDEO}
 
 
 def test_endpoints_are_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        IMAGE_TO_VIDEO.id = T2V_ID  # type: ignore[misc]
+        IMAGE_TO_VIDEO.id = T2V  # type: ignore[misc]

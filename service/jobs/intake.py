@@ -1,0 +1,66 @@
+"""Intake: the checks every request passes before anything is stored, reserved or sent (docs/protocol.md §6.1).
+
+Module functions, so the estimate route runs exactly the same checks as a submit without a submit pipeline.
+"""
+
+from __future__ import annotations
+
+from service.domain.endpoints import Endpoint, find_endpoint
+from service.domain.policy import check_request
+from service.domain.schemas import InvalidInputError, TextToVideoInput, parse_input
+from service.domain.urls import OutboundPolicy, url_problem
+from service.errors import InvalidRequest, NotFound, PolicyDenied
+from service.metrics import Metrics
+from service.tenants.auth import Principal
+
+
+def endpoint_named(endpoint_id: str, metrics: Metrics) -> Endpoint:
+    """The Seedance endpoint a request names, or fal's 404 for an unknown application."""
+    endpoint = find_endpoint(endpoint_id)
+    if endpoint is None:
+        metrics.requests_rejected.labels(reason="unknown_endpoint").inc()
+        raise NotFound(f"Application '{endpoint_id}' not found", error_type="application_not_found")
+    return endpoint
+
+
+def validated(
+    endpoint: Endpoint, raw: bytes, metrics: Metrics, *, webhook_url: str | None, webhook_policy: OutboundPolicy
+) -> TextToVideoInput:
+    """Validate body and webhook exactly as fal would, before anything is stored or sent (the webhook as far as its
+    URL tells; its delivery checks the addresses its host resolves to)."""
+    try:
+        data = parse_input(endpoint, raw)
+    except InvalidInputError as exc:
+        metrics.requests_rejected.labels(reason="invalid_input").inc()
+        raise InvalidRequest(exc.detail) from None
+    if webhook_url is not None:
+        problem = url_problem(webhook_url, webhook_policy)
+        if problem:
+            metrics.requests_rejected.labels(reason="invalid_webhook").inc()
+            raise InvalidRequest(
+                [{"type": "url_rejected", "loc": ["query", "fal_webhook"], "msg": problem, "input": webhook_url}]
+            )
+    return data
+
+
+def check_policy(principal: Principal, endpoint: Endpoint, data: TextToVideoInput, metrics: Metrics) -> None:
+    """Refuse a request outside the tenant's policy, naming the rule; nothing is recorded or sent."""
+    violation = check_request(principal.tenant.policy, endpoint.id, data)
+    if violation is not None:
+        metrics.requests_rejected.labels(reason=f"policy_{violation.rule}").inc()
+        raise PolicyDenied(violation.rule, violation.message, field=violation.field)
+
+
+def default_webhook(principal: Principal, webhook_policy: OutboundPolicy, metrics: Metrics) -> str | None:
+    """The tenant policy's ``default_webhook_url`` for a queued request that names none, checked like one that
+    does: the operator's setting may have been written before the outbound rules changed."""
+    url = principal.tenant.policy.default_webhook_url
+    if url is None:
+        return None
+    problem = url_problem(url, webhook_policy)
+    if problem:
+        metrics.requests_rejected.labels(reason="invalid_webhook").inc()
+        raise InvalidRequest(
+            [{"type": "url_rejected", "loc": ["policy", "default_webhook_url"], "msg": problem, "input": url}]
+        )
+    return url

@@ -1,0 +1,25 @@
+-- The exactly-once transition of a job to COMPLETED, with everything that must be recorded in the same atomic step.
+-- COMPLETED is terminal (see job_write.lua): only the one call that moves the job there is told so (1), and it alone
+-- runs the completion's side effects. Outbox entries (name -> payload) are written with the transition, in the
+-- job's slot, so work that must follow a completion (a webhook delivery) can never be lost between the two.
+-- No PUBLISH here: the completion path announces the change last, after its side effects (docs/architecture.md).
+-- KEYS[1] job hash; KEYS[2] job outbox hash. ARGV[1] expiry seconds; ARGV[2] number of outbox entries n;
+-- ARGV[3 .. 2+2n] outbox name, payload pairs; ARGV[3+2n ..] field, value pairs (JSON-encoded values).
+-- Returns 1 if this call completed the job, 0 if it was already COMPLETED, -1 if the record does not exist.
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then
+  return -1
+end
+if state == '"COMPLETED"' then
+  return 0
+end
+local ttl = tonumber(ARGV[1])
+local entries = tonumber(ARGV[2])
+local first_field = 3 + 2 * entries
+redis.call("HSET", KEYS[1], unpack(ARGV, first_field))
+redis.call("EXPIRE", KEYS[1], ttl)
+if entries > 0 then
+  redis.call("HSET", KEYS[2], unpack(ARGV, 3, first_field - 1))
+  redis.call("EXPIRE", KEYS[2], ttl)
+end
+return 1

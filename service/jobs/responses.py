@@ -1,0 +1,55 @@
+"""How jobs are rendered as fal HTTP answers: result bodies and statuses, and the headers every job answer carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Response
+
+from service.domain.jobs import Job, Outcome
+from service.errors import BadRequest
+
+_CACHE_HEADER = {"hit": "hit", "follower": "merged", "leader": "miss", "bypass": "bypass"}
+
+
+@dataclass(frozen=True, slots=True)
+class ResultResponse:
+    status_code: int
+    body: Any
+    headers: dict[str, str]
+
+
+def result_response(job: Job) -> ResultResponse:
+    """What ``GET .../requests/{id}`` (and ``/run``) answers for a job."""
+    if not job.done:
+        # [UNCERTAIN] fal's answer before completion is not documented; 400 with a request-error body is the most
+        # plausible, and neither official client ever asks early (docs/protocol.md, "Choices").
+        error = BadRequest("Request is still in progress", error_type="request_in_progress")
+        return ResultResponse(error.status_code, error.body(), error.response_headers())
+    if job.outcome is Outcome.OK:
+        return ResultResponse(200, job.result, {})
+    headers = {"X-Fal-Error-Type": job.error_type} if job.error_type and job.error_type != "validation_error" else {}
+    body = job.error_body if job.error_body is not None else {"detail": job.error, "error_type": job.error_type}
+    return ResultResponse(job.error_status or 500, body, headers)
+
+
+def json_response(body: Any, status: int, request_id: str, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        content=body,
+        status_code=status,
+        media_type="application/json",
+        headers={"x-fal-request-id": request_id, **(headers or {})},
+    )
+
+
+def cost_headers(job: Job) -> dict[str, str]:
+    """The estimate reserved for an accepted request (micro-USD), and how the cache answered it."""
+    headers = {"x-gateway-cost-micros": str(job.estimate_micros)} if job.estimate_micros is not None else {}
+    return headers | cache_headers(job)
+
+
+def cache_headers(job: Job) -> dict[str, str]:
+    if job.cache_role is None or job.cache_key is None:
+        return {}
+    return {"x-gateway-cache": _CACHE_HEADER[job.cache_role], "x-gateway-cache-key": job.cache_key}

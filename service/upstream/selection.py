@@ -1,0 +1,72 @@
+"""Which upstream the gateway talks to (fal, a caller's transport, or the built-in simulator) and its HTTP client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from litestar.handlers import asgi
+from litestar.types import ControllerRouterHandler, Receive, Scope, Send
+
+from service.config import Settings
+from service.netguard import origin_of
+
+SIMULATOR_MOUNT = "/_simulator"
+USER_AGENT = "seedance-gateway/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    base_url: str
+    transport: httpx.AsyncBaseTransport | None
+    mount: ControllerRouterHandler | None  # the embedded simulator's routes, served by the gateway itself
+    media_transport: httpx.AsyncBaseTransport | None  # for result media and input images
+    media_origin: str  # the one origin whose media may be on a private address: the operator's own upstream
+
+
+def select_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> Upstream:
+    """fal itself, a caller-supplied transport, or (``GATEWAY_SIMULATOR``) the built-in simulator in-process."""
+    if transport is not None or not settings.simulator:
+        base = settings.upstream_url.rstrip("/")
+        return Upstream(base, transport, None, transport, trusted_origin(base))
+    from service.simulator.embedded import embedded_simulator  # noqa: PLC0415 - only the simulator mode needs it
+
+    sim = embedded_simulator(public_base(settings) + SIMULATOR_MOUNT)
+
+    async def simulator_mount(scope: Scope, receive: Receive, send: Send) -> None:
+        await sim.app(scope, receive, send)
+
+    mount = asgi(SIMULATOR_MOUNT, is_mount=True, copy_scope=True, include_in_schema=False)(simulator_mount)
+    return Upstream(sim.upstream_url, sim.transport, mount, sim.media_transport, trusted_origin(sim.public_base))
+
+
+def upstream_http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:
+    """The client for fal's queue API: the fal key on every request, explicit timeouts and pool limits."""
+    key = settings.fal_key.get_secret_value() if settings.fal_key else "simulator"
+    return httpx.AsyncClient(
+        base_url=upstream.base_url,
+        transport=upstream.transport,
+        headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
+        timeout=httpx.Timeout(
+            settings.upstream_read_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=min(20, settings.upstream_max_connections),
+        ),
+        follow_redirects=False,
+    )
+
+
+def trusted_origin(base_url: str) -> str:
+    origin = origin_of(base_url)
+    if origin is None:
+        raise ValueError(f"not an absolute URL: {base_url!r}")
+    return origin
+
+
+def public_base(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host  # noqa: S104 - a comparison
+    return f"{'https' if settings.tls_enabled else 'http'}://{host}:{settings.port}"

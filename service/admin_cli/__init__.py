@@ -1,6 +1,6 @@
-"""Operator CLI over the admin API: ``seedance-gateway tenants ...`` and ``seedance-gateway keys ...``.
+"""Operator CLI over the admin API: ``seedance-gateway tenants ...``, ``keys ...`` and ``webhooks ...``.
 
-It talks HTTP to a running gateway (never to Redis). ``register`` adds both command groups to a parser's
+It talks HTTP to a running gateway (never to Redis). ``register`` adds the command groups to a parser's
 subcommands; ``main`` runs them on their own.
 """
 

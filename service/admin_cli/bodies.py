@@ -1,4 +1,4 @@
-"""Command-line values to admin API bodies: ``--set`` paths, ``--meta``, policy flags, durations and expiry times."""
+"""Command-line values to admin API bodies: ``--set`` paths, ``--meta``, policy flags, durations, times, pages."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ BUDGET_FLAGS = {
     "budget_soft_limit_usd": "soft_limit_micros",
     "budget_period": "period",
 }
+MAX_PAGE = 500  # the gateway's largest page of webhook deliveries
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 
@@ -106,6 +107,39 @@ def expiry(text: str) -> str:
         if moment.tzinfo is None:
             moment = moment.astimezone()
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def since(text: str) -> str:
+    """argparse type of ``--since``: ISO 8601 (no offset means local time) or a duration ago (``24h``).
+
+    Returns an ISO 8601 timestamp with an explicit offset, like :func:`expiry`.
+    """
+    seconds = _duration_seconds(text.strip().lower(), bare_number=False)
+    if seconds is None:
+        return expiry(text)
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def page_size(text: str) -> int:
+    """argparse type of ``--limit``: 1 to :data:`MAX_PAGE` (the gateway's largest page)."""
+    number = _whole_number(text)
+    if number is None or not 1 <= number <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PAGE}, got {text!r}")
+    return number
+
+
+def cursor(text: str) -> int:
+    """argparse type of ``--before``: the cursor a listing printed (a whole number)."""
+    number = _whole_number(text)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"not a cursor: {text!r} (pass the number a listing printed)")
+    return number
+
+
+def _whole_number(text: str) -> int | None:
+    digits = text.strip()
+    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def _duration_seconds(text: str, *, bare_number: bool) -> int | None:

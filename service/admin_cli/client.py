@@ -108,9 +108,28 @@ class AdminClient:
     def rotate_key(self, tenant_id: str, key_id: str, body: dict[str, Any]) -> Any:
         return self._call("POST", f"{_key_path(tenant_id, key_id)}/rotate", body)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    # Webhooks
+
+    def list_deliveries(self, query: dict[str, str | int]) -> Any:
+        return self._call("GET", "/admin/webhooks/deliveries", query=query)
+
+    def get_delivery(self, delivery_id: str) -> Any:
+        return self._call("GET", _delivery_path(delivery_id))
+
+    def redeliver(self, delivery_id: str) -> Any:
+        return self._call("POST", f"{_delivery_path(delivery_id)}/redeliver")
+
+    def redeliver_failed(self, tenant_id: str, body: dict[str, Any]) -> Any:
+        return self._call("POST", f"{_tenant_path(tenant_id)}/webhooks/redeliver", body)
+
+    def rotate_webhook_secret(self, tenant_id: str) -> Any:
+        return self._call("POST", f"{_tenant_path(tenant_id)}/webhook-secret")
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, query: dict[str, str | int] | None = None
+    ) -> Any:
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body, params=query)
         except httpx.TimeoutException as exc:
             raise Unreachable(self.base_url, f"timed out ({type(exc).__name__})") from None
         except httpx.RequestError as exc:  # connect, TLS, protocol and decoding failures: no usable answer
@@ -132,6 +151,10 @@ def _tenant_path(tenant_id: str) -> str:
 
 def _key_path(tenant_id: str, key_id: str) -> str:
     return f"{_tenant_path(tenant_id)}/keys/{quote(key_id, safe='')}"
+
+
+def _delivery_path(delivery_id: str) -> str:
+    return f"/admin/webhooks/deliveries/{quote(delivery_id, safe='')}"
 
 
 def _reason(exc: httpx.RequestError) -> str:

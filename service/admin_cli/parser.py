@@ -1,4 +1,4 @@
-"""The command line of the ``tenants`` and ``keys`` command groups, and ``register`` to add them to a parser."""
+"""The command line of the ``tenants``, ``keys`` and ``webhooks`` groups, and ``register`` to add them to a parser."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import argparse
 from collections.abc import Sequence
 from typing import TypeAlias
 
-from service.admin_cli import commands
-from service.admin_cli.bodies import assignment, duration, expiry, meta, usd_micros
+from service.admin_cli import commands, webhook_commands
+from service.admin_cli.bodies import assignment, cursor, duration, expiry, meta, page_size, since, usd_micros
 from service.admin_cli.runner import DEFAULT_URL, run
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # noqa: SLF001 - argparse has no public name for it
 
 TENANTS_HELP = "Manage tenants through the admin API of a running gateway"
 KEYS_HELP = "Manage a tenant's API keys through the admin API of a running gateway"
+WEBHOOKS_HELP = "Inspect and replay webhook deliveries through the admin API of a running gateway"
 
 
 def register(subparsers: Subparsers) -> None:
-    """Add the ``tenants`` and ``keys`` groups; each leaf command runs through ``handler`` (see ``runner.run``)."""
+    """Add the ``tenants``, ``keys`` and ``webhooks`` groups; each leaf command runs through ``handler`` (see
+    ``runner.run``)."""
     common = _common_options()
     tenants = subparsers.add_parser("tenants", help=TENANTS_HELP, description=TENANTS_HELP, parents=[common])
     tenants.set_defaults(handler=run)
@@ -25,10 +27,13 @@ def register(subparsers: Subparsers) -> None:
     keys = subparsers.add_parser("keys", help=KEYS_HELP, description=KEYS_HELP, parents=[common])
     keys.set_defaults(handler=run)
     _register_keys(keys.add_subparsers(dest="admin_command", required=True, metavar="ACTION"), common)
+    webhooks = subparsers.add_parser("webhooks", help=WEBHOOKS_HELP, description=WEBHOOKS_HELP, parents=[common])
+    webhooks.set_defaults(handler=run)
+    _register_webhooks(webhooks.add_subparsers(dest="admin_command", required=True, metavar="ACTION"), common)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The two groups on their own, as ``seedance-gateway`` runs them."""
+    """The operator groups on their own, as ``seedance-gateway`` runs them."""
     parser = argparse.ArgumentParser(prog="seedance-gateway", description="Operator commands over the admin API")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
@@ -76,6 +81,14 @@ def _register_tenants(actions: Subparsers, common: argparse.ArgumentParser) -> N
     remove.add_argument("tenant", metavar="TENANT")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     remove.set_defaults(admin_action=commands.tenants_delete)
+
+    secret = actions.add_parser(
+        "webhook-secret",
+        help="rotate the tenant's webhook signing secret (the new one is printed once)",
+        parents=[common],
+    )
+    secret.add_argument("tenant", metavar="TENANT")
+    secret.set_defaults(admin_action=webhook_commands.tenants_webhook_secret)
 
 
 def _tenant_flags(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +171,34 @@ def _register_keys(actions: Subparsers, common: argparse.ArgumentParser) -> None
     )
     rotate.add_argument("--name", help="name of the successor (default: the old key's)")
     rotate.set_defaults(admin_action=commands.keys_rotate)
+
+
+def _register_webhooks(actions: Subparsers, common: argparse.ArgumentParser) -> None:
+    listing = actions.add_parser("list", help="list webhook deliveries, newest first", parents=[common])
+    listing.add_argument("--tenant", metavar="TENANT", help="only this tenant's deliveries")
+    listing.add_argument("--request-id", metavar="REQUEST_ID", help="only the delivery of this request")
+    listing.add_argument("--state", choices=["pending", "delivered", "failed"], help="only deliveries in this state")
+    listing.add_argument("--limit", type=page_size, metavar="N", help="deliveries per page, 1-500 (default 50)")
+    listing.add_argument("--before", type=cursor, metavar="CURSOR", help="the next page, as a listing printed it")
+    listing.set_defaults(admin_action=webhook_commands.webhooks_list)
+
+    show = actions.add_parser("show", help="show a delivery and every attempt", parents=[common])
+    show.add_argument("delivery_id", metavar="DELIVERY_ID")
+    show.set_defaults(admin_action=webhook_commands.webhooks_show)
+
+    redeliver = actions.add_parser(
+        "redeliver",
+        help="queue one delivery again, or every failed delivery of a tenant since a time",
+        description="Queue a delivery again now, with the same webhook-id: give DELIVERY_ID, or --tenant and "
+        "--since to replay every failed delivery of the tenant created since then.",
+        parents=[common],
+    )
+    redeliver.add_argument("delivery_id", metavar="DELIVERY_ID", nargs="?", help="the delivery to queue again")
+    redeliver.add_argument("--tenant", metavar="TENANT", help="replay this tenant's failed deliveries (with --since)")
+    redeliver.add_argument(
+        "--since", type=since, metavar="WHEN", help="ISO 8601 time (no offset: local) or a duration ago, e.g. 24h"
+    )
+    redeliver.set_defaults(admin_action=webhook_commands.webhooks_redeliver)
 
 
 def _positive_float(text: str) -> float:

@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def run(args: argparse.Namespace) -> int:
-    """The ``handler`` of every tenants/keys action. 0: done; 1: the gateway refused or could not be reached;
+    """The ``handler`` of every tenants/keys/webhooks action. 0: done; 1: the gateway refused or could not be reached;
     2: a usage mistake. The environment is read here, per call."""
     out = Output(as_json=bool(getattr(args, "json", False)))
     token: str | None = None

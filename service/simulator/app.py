@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -69,15 +71,23 @@ def media(name: FromPath[str]) -> Response[Any]:
     return Response(content=data, media_type=MEDIA_TYPE, headers={"cache-control": "public, max-age=86400"})
 
 
+@get("/.well-known/jwks.json", sync_to_thread=False)
+def jwks(sim: NamedDependency[SimulatorState]) -> Response[Any]:
+    """The public key that webhook signatures verify against; unauthenticated, like fal's."""
+    return fal_json(sim.jwks(), 200)
+
+
 def create_simulator_app(state: SimulatorState | None = None) -> Litestar:
     """Build the simulator around ``state`` (a fresh one by default), exposed as ``app.state.simulator``.
 
-    Needs no lifespan and no background task: job progress is derived from timestamps on every read, so the app
-    works under ``httpx.ASGITransport`` as it does under uvicorn.
+    Job progress is derived from timestamps on every read, so the queue API works under ``httpx.ASGITransport``
+    as it does under uvicorn. Only webhooks need a background task: the lifespan runs one, and where no lifespan
+    runs (``ASGITransport``) tests call ``SimulatorState.deliver_due_webhooks`` or run ``run_webhook_loop``.
     """
     sim = state or SimulatorState()
     return Litestar(
-        route_handlers=[fal_queue, media, control_router],
+        route_handlers=[fal_queue, media, jwks, control_router],
+        lifespan=[_webhook_loop],
         dependencies={"sim": Provide(_provide_simulator, sync_to_thread=False)},
         state=State({"simulator": sim}),
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
@@ -101,13 +111,25 @@ def serve_simulator(host: str, port: int, config: SimulatorConfig) -> None:
     uvicorn.run(create_simulator_app(SimulatorState(config)), host=host, port=port, log_level="info")
 
 
+@contextlib.asynccontextmanager
+async def _webhook_loop(app: Litestar) -> AsyncIterator[None]:
+    sim: SimulatorState = app.state.simulator
+    task = asyncio.create_task(sim.run_webhook_loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _provide_simulator(state: State) -> SimulatorState:
     sim: SimulatorState = state.simulator
     return sim
 
 
 async def _ensure_request_id(message: Message, _: Scope) -> None:
-    # fal sends x-fal-request-id on every response, and fal_client's retry heuristic reads it (fal-protocol.md
+    # fal sends x-fal-request-id on every response, and fal_client's retry heuristic reads it (docs/protocol.md
     # §6.3), so errors raised by the router itself get a fresh one too.
     if message["type"] == "http.response.start":
         headers = MutableScopeHeaders.from_message(message)

@@ -7,9 +7,20 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Op = Literal["submit", "status", "result", "cancel", "job"]
+Op = Literal["submit", "status", "result", "cancel", "job", "webhook"]
 CallOp = Literal["submit", "status", "result", "cancel"]
-Kind = Literal["http_error", "timeout", "slow", "fail"]
+Kind = Literal["http_error", "timeout", "slow", "fail", "drop", "bad_signature", "stale", "duplicate"]
+WebhookKind = Literal["drop", "bad_signature", "stale", "duplicate"]
+
+CALL_KINDS: frozenset[Kind] = frozenset({"http_error", "timeout", "slow"})
+KINDS_OF_OP: dict[Op, frozenset[Kind]] = {
+    "submit": CALL_KINDS,
+    "status": CALL_KINDS,
+    "result": CALL_KINDS,
+    "cancel": CALL_KINDS,
+    "job": frozenset({"fail"}),
+    "webhook": frozenset({"drop", "bad_signature", "stale", "duplicate"}),
+}
 
 DEFAULT_ERROR_BODY: dict[str, str] = {"detail": "Internal server error", "error_type": "runner_server_error"}
 
@@ -21,6 +32,9 @@ class FaultRule(BaseModel):
     - ``timeout`` / ``slow``: do the call's work, then wait ``delay_seconds`` before answering. Both behave the
       same; the two names say what the test means (a caller-side timeout versus a slow upstream).
     - ``fail`` (``op="job"`` only): the next submitted jobs run normally but complete with this error.
+    - ``op="webhook"``: the next webhooks to fire (a rule is taken by a webhook's first attempt and applies to all of
+      its attempts). ``drop``: never sent; ``bad_signature``: signed with a key the JWKS does not list; ``stale``:
+      timestamped 10 minutes in the past (and signed so); ``duplicate``: the same signed request is sent twice.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,8 +49,9 @@ class FaultRule(BaseModel):
 
     @model_validator(mode="after")
     def _kind_fits_op(self) -> Self:
-        if (self.op == "job") != (self.kind == "fail"):
-            raise ValueError("kind 'fail' is for op 'job', and op 'job' only supports kind 'fail'")
+        allowed = KINDS_OF_OP[self.op]
+        if self.kind not in allowed:
+            raise ValueError(f"op {self.op!r} does not support kind {self.kind!r}; it supports {sorted(allowed)}")
         return self
 
     def error_body(self) -> Any:

@@ -1,4 +1,4 @@
-"""A simulated fal queue job: its planned outcome and its lifecycle, computed from timestamps on every read."""
+"""A simulated fal queue job: its planned outcome, its lifecycle (derived from timestamps on every read), its output."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Any
 
 from service.domain.endpoints import Endpoint
+from service.simulator.media import MEDIA_TYPE, media_size
 
 
 class Phase(StrEnum):
-    """fal's only three queue statuses: failures and cancellations are COMPLETED too (fal-protocol.md §5.2)."""
+    """fal's only three queue statuses: failures and cancellations are COMPLETED too (docs/protocol.md §5.2)."""
 
     IN_QUEUE = "IN_QUEUE"
     IN_PROGRESS = "IN_PROGRESS"
@@ -37,7 +38,7 @@ class Failure:
 
 CANCELLED = Failure(
     # [UNCERTAIN] fal documents no result body for a cancelled request; 499 client_cancelled is the matching row of
-    # fal's error_type table (fal-protocol.md §6.1).
+    # fal's error_type table (docs/protocol.md §6.1).
     status=499,
     body={"detail": "Request was cancelled", "error_type": "client_cancelled"},
     error="Request was cancelled",
@@ -78,6 +79,11 @@ class Job:
     def finished_at(self) -> float:
         return self.started_at + self.processing_seconds
 
+    @property
+    def ended_at(self) -> float:
+        """When the job reached COMPLETED: when it finished, or when it was cancelled before that."""
+        return self.finished_at if self.cancelled_at is None else self.cancelled_at
+
     def phase(self, now: float) -> Phase:
         if self.cancelled_at is not None or now >= self.finished_at:
             return Phase.COMPLETED
@@ -108,3 +114,15 @@ class Job:
             return False
         self.cancelled_at = now
         return True
+
+
+def output_body(job: Job, outcome: Success, base: str) -> dict[str, Any]:
+    """Seedance's output schema (docs/protocol.md §11) pointing at the bundled stand-in video."""
+    media_base = (job.media_base_url or base).rstrip("/")
+    video = {
+        "url": f"{media_base}/media/{outcome.media_name}",
+        "content_type": MEDIA_TYPE,
+        "file_name": "output.mp4",
+        "file_size": media_size(outcome.media_name),
+    }
+    return {"video": video, "seed": outcome.seed}

@@ -1,4 +1,4 @@
-"""fal's queue API as the simulator serves it: submit, status, result, cancel (fal-protocol.md §1.3, §5, §6)."""
+"""fal's queue API as the simulator serves it: submit, status, result, cancel (docs/protocol.md §1.3, §5, §6)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from litestar.enums import MediaType
 
 from service.domain.endpoints import find_endpoint
 from service.simulator.faults import CallOp
-from service.simulator.jobs import Failure, Job, Phase, Success
-from service.simulator.media import MEDIA_TYPE, media_size
+from service.simulator.jobs import Failure, Job, Phase, Success, output_body
 from service.simulator.state import SimulatorState
+from service.simulator.webhooks import url_problem
 
 REQUEST_ID_HEADER = "x-fal-request-id"
 ERROR_TYPE_HEADER = "x-fal-error-type"
@@ -24,7 +24,7 @@ UNAUTHORIZED = {"detail": "Unauthorized", "error_type": "unauthorized"}
 APP_NOT_FOUND = {"detail": "Application not found", "error_type": "not_found"}
 REQUEST_NOT_FOUND = {"detail": "Request not found", "error_type": "not_found"}
 # [UNCERTAIN] neither official client fetches a result early, so fal's answer was never captured
-# (fal-protocol.md §5.4); a 400 request error is the most plausible shape.
+# (docs/protocol.md §5.4); a 400 request error is the most plausible shape.
 NOT_READY = {"detail": "Request is still in progress", "error_type": "request_in_progress"}
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -47,11 +47,17 @@ async def submit(sim: SimulatorState, request: AnyRequest, endpoint_id: str) -> 
     sim.record_call("submit", None)
     raw = await request.body()
     base = _base_url(request)
+    webhook_url = request.query_params.get("fal_webhook")
 
     def act() -> Response[Any]:
         if endpoint is None:
             return fal_json(APP_NOT_FOUND, 404)
-        job = sim.submit(endpoint, raw)
+        problem = None if webhook_url is None else url_problem(webhook_url)
+        if problem is not None:
+            # [UNCERTAIN] fal's answer to a bad webhook URL was never captured; FastAPI's 422 for a query parameter.
+            error = {"type": "url_parsing", "loc": ["query", "fal_webhook"], "msg": problem, "input": webhook_url}
+            return fal_json({"detail": [error]}, 422)
+        job = sim.submit(endpoint, raw, webhook_url=webhook_url, base_url=base)
         # Always IN_QUEUE, even with queue_seconds=0: that is what the docs promise a submit returns.
         body: dict[str, Any] = {
             "status": Phase.IN_QUEUE.value,
@@ -130,22 +136,10 @@ def status_body(sim: SimulatorState, job: Job, now: float, base: str, *, with_lo
     if isinstance(outcome, Success):
         body["metrics"] = {"inference_time": job.processing_seconds}
     elif isinstance(outcome, Failure):
-        # Failed runs keep `metrics` empty, as in fal's documented failed-status example (fal-protocol.md §5.2).
+        # Failed runs keep `metrics` empty, as in fal's documented failed-status example (docs/protocol.md §5.2).
         body["error"] = outcome.error
         body["error_type"] = outcome.error_type
     return body
-
-
-def output_body(job: Job, outcome: Success, base: str) -> dict[str, Any]:
-    """Seedance's output schema (fal-protocol.md §11) pointing at the bundled stand-in video."""
-    media_base = (job.media_base_url or base).rstrip("/")
-    video = {
-        "url": f"{media_base}/media/{outcome.media_name}",
-        "content_type": MEDIA_TYPE,
-        "file_name": "output.mp4",
-        "file_size": media_size(outcome.media_name),
-    }
-    return {"video": video, "seed": outcome.seed}
 
 
 def is_authorized(fal_key: str | None, header: str | None) -> bool:
@@ -191,7 +185,7 @@ def _base_url(request: AnyRequest) -> str:
 
 
 def _urls(base: str, job: Job) -> dict[str, str]:
-    # Status, result and cancel URLs use only owner/alias, never the full endpoint id (fal-protocol.md §1.3).
+    # Status, result and cancel URLs use only owner/alias, never the full endpoint id (docs/protocol.md §1.3).
     response_url = f"{base}/{job.endpoint.app}/requests/{job.id}"
     return {
         "response_url": response_url,

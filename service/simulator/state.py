@@ -1,7 +1,8 @@
-"""The simulator's mutable world: config, jobs, armed faults and call statistics, on an injectable clock."""
+"""The simulator's mutable world: config, jobs, armed faults, webhooks and statistics, on an injectable clock."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import secrets
@@ -10,13 +11,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import httpx
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.domain.endpoints import Endpoint
 from service.domain.schemas import InvalidInputError, TextToVideoInput, parse_input
 from service.simulator.faults import CallOp, FaultBook, FaultRule
 from service.simulator.jobs import Failure, Job, Phase, Success
 from service.simulator.media import media_name
+from service.simulator.webhooks import Sender, WebhookOutbox, key_from_seed, public_jwk
+
+logger = structlog.get_logger(__name__)
 
 CALL_OPS: tuple[CallOp, ...] = ("submit", "status", "result", "cancel")
 
@@ -36,10 +43,28 @@ class SimulatorConfig(BaseModel):
     media_base_url: str | None = Field(
         default=None, description="Base URL of output video URLs; default: the base URL of the incoming request."
     )
+    webhook_user_id: str = Field(default="simulator-user", pattern=r"^\S+$", description="X-Fal-Webhook-User-Id.")
+    webhook_signing_seed: str | None = Field(
+        default=None,
+        repr=False,
+        description="Base64url 32-byte Ed25519 seed that signs webhooks; default: a key made per SimulatorState.",
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="How long a webhook receiver may take.")
+
+    @field_validator("webhook_signing_seed")
+    @classmethod
+    def _seed_makes_a_key(cls, seed: str | None) -> str | None:
+        if seed is not None:
+            key_from_seed(seed)
+        return seed
 
     def public_view(self) -> dict[str, Any]:
-        """The config as the unauthenticated control API may show it: the key itself is never echoed."""
-        return {**self.model_dump(mode="json"), "fal_key": None if self.fal_key is None else "***"}
+        """The config as the unauthenticated control API may show it: secrets are never echoed."""
+        return {
+            **self.model_dump(mode="json"),
+            "fal_key": None if self.fal_key is None else "***",
+            "webhook_signing_seed": None if self.webhook_signing_seed is None else "***",
+        }
 
 
 class SimulatorState:
@@ -51,7 +76,9 @@ class SimulatorState:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``webhook_transport`` (also settable later) carries the webhooks; by default they go to the network."""
         self._defaults = (config or SimulatorConfig()).model_copy()
         self.config = self._defaults.model_copy()
         self.clock = clock
@@ -62,6 +89,9 @@ class SimulatorState:
         self._jobs: dict[str, Job] = {}
         self._calls: dict[str, int] = dict.fromkeys(CALL_OPS, 0)
         self._seq = itertools.count()
+        self.webhook_transport = webhook_transport
+        self._webhooks = WebhookOutbox()
+        self._own_key = Ed25519PrivateKey.generate()
 
     def configure(self, **fields: Any) -> SimulatorConfig:
         """Change some config fields; the whole result is validated before anything changes."""
@@ -72,10 +102,11 @@ class SimulatorState:
         self.faults.add(rule)
 
     def reset(self) -> None:
-        """Forget jobs, faults and statistics, and go back to the config given at construction."""
+        """Forget jobs, faults, webhooks and statistics, and go back to the config given at construction."""
         self.config = self._defaults.model_copy()
         self.faults.clear()
         self._jobs.clear()
+        self._webhooks.clear()
         self._calls = dict.fromkeys(CALL_OPS, 0)
 
     def wall_time(self, at: float) -> float:
@@ -96,8 +127,45 @@ class SimulatorState:
         """How many jobs submitted before ``job`` are still waiting in the queue."""
         return sum(1 for other in self._jobs.values() if other.seq < job.seq and other.phase(now) is Phase.IN_QUEUE)
 
-    def submit(self, endpoint: Endpoint, raw: bytes) -> Job:
-        """Accept a job without judging its body, as fal's queue does: a bad body fails later, at run time."""
+    @property
+    def webhook_key(self) -> Ed25519PrivateKey:
+        """The key webhooks are signed with: the configured seed's, else the one made for this state."""
+        seed = self.config.webhook_signing_seed
+        return self._own_key if seed is None else key_from_seed(seed)
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key set a receiver verifies webhooks against (served at ``/.well-known/jwks.json``)."""
+        return {"keys": [public_jwk(self.webhook_key)]}
+
+    async def deliver_due_webhooks(self) -> int:
+        """Send every webhook due now on the simulator clock (first attempts and retries); returns how many."""
+        config = self.config
+        sender = Sender(
+            clock=self.clock,
+            wall_time=self.wall_time,
+            key=self.webhook_key,
+            user_id=config.webhook_user_id,
+            faults=self.faults,
+            transport=self.webhook_transport,
+            timeout=config.webhook_timeout_seconds,
+        )
+        return await self._webhooks.deliver_due(sender)
+
+    async def run_webhook_loop(self, interval: float = 0.02) -> None:
+        """Deliver due webhooks every ``interval`` seconds of real time until cancelled (the app's lifespan runs it)."""
+        while True:
+            try:
+                await self.deliver_due_webhooks()
+            except Exception:  # the loop outlives any one round's failure
+                logger.exception("simulator_webhook_round_failed")
+            await asyncio.sleep(interval)
+
+    def submit(self, endpoint: Endpoint, raw: bytes, *, webhook_url: str | None = None, base_url: str = "") -> Job:
+        """Accept a job without judging its body, as fal's queue does: a bad body fails later, at run time.
+
+        With ``webhook_url``, fal's webhook is sent there once the job completes; ``base_url`` (the submit's own)
+        is the base of the output URLs it carries when no ``media_base_url`` is configured.
+        """
         config = self.config
         processing_seconds, log_lines = config.processing_seconds, config.log_lines
         try:
@@ -123,6 +191,8 @@ class SimulatorState:
             media_base_url=config.media_base_url,
         )
         self._jobs[job.id] = job
+        if webhook_url is not None:
+            self._webhooks.add(job, webhook_url, base_url)
         self._forget_old(job.submitted_at)
         return job
 
@@ -130,11 +200,7 @@ class SimulatorState:
         """Drop jobs finished more than ``retention_seconds`` ago, so a long-running simulator has bounded memory
         (fal forgets requests too; asking about a forgotten one is a 404, as for an unknown id)."""
         horizon = now - self.config.retention_seconds
-        stale = [
-            job_id
-            for job_id, job in self._jobs.items()
-            if min(job.finished_at, job.cancelled_at or job.finished_at) < horizon
-        ]
+        stale = [job_id for job_id, job in self._jobs.items() if job.ended_at < horizon]
         for job_id in stale:
             del self._jobs[job_id]
 
@@ -161,6 +227,8 @@ class SimulatorState:
                 }
                 for job in self._jobs.values()
             },
+            "webhooks": list(self._webhooks.deliveries),
+            "webhooks_pending": self._webhooks.pending,
         }
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the simulator's own tests: a fake clock, a simulator state on it, and a client to its app."""
+"""Fixtures of the simulator's own tests: a fake clock, a simulator state on it, a client to its app, a receiver."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import httpx
 import pytest
 
 from service.simulator.state import SimulatorState
-from tests.api.simulator.sim_support import FakeClock, make_state, sim_client
+from tests.support.clocks import ManualClock
+from tests.support.simulator import WebhookReceiver, make_state, sim_client
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def state(clock: FakeClock) -> SimulatorState:
+def state(clock: ManualClock) -> SimulatorState:
     return make_state(clock)
 
 
@@ -25,3 +26,11 @@ def state(clock: FakeClock) -> SimulatorState:
 async def client(state: SimulatorState) -> AsyncIterator[httpx.AsyncClient]:
     async with sim_client(state) as c:
         yield c
+
+
+@pytest.fixture
+def receiver(state: SimulatorState) -> WebhookReceiver:
+    """A webhook receiver that ``state`` delivers to, answering 200."""
+    hook = WebhookReceiver()
+    state.webhook_transport = hook.transport
+    return hook

@@ -13,19 +13,9 @@ from service.domain.endpoints import ENDPOINTS, TEXT_TO_VIDEO
 from service.domain.schemas import AspectRatio, InvalidInputError, Resolution, parse_input
 from service.simulator.app import SimulatorState, create_simulator_app
 from service.simulator.media import MEDIA_NAMES, SIZES
-from tests.api.simulator.sim_support import (
-    BASE,
-    I2V,
-    I2V_INPUT,
-    PROCESSING_SECONDS,
-    QUEUE_SECONDS,
-    T2V,
-    FakeClock,
-    make_state,
-    path_of,
-    sim_client,
-    submit,
-)
+from tests.support.clocks import ManualClock
+from tests.support.endpoints import I2V, I2V_INPUT, T2V
+from tests.support.simulator import BASE, PROCESSING_SECONDS, QUEUE_SECONDS, make_state, path_of, sim_client, submit
 
 FAL_KEY = "the-one-key"
 
@@ -62,7 +52,7 @@ async def test_app_exposes_its_state(state: SimulatorState) -> None:
     assert create_simulator_app(state).state.simulator is state
 
 
-async def test_queue_position_counts_earlier_jobs_still_waiting(client: httpx.AsyncClient, clock: FakeClock) -> None:
+async def test_queue_position_counts_earlier_jobs_still_waiting(client: httpx.AsyncClient, clock: ManualClock) -> None:
     first = await submit(client)
     clock.advance(0.5)
     second = await submit(client, I2V, I2V_INPUT)
@@ -78,7 +68,7 @@ async def test_queue_position_counts_earlier_jobs_still_waiting(client: httpx.As
 # --- status progression -------------------------------------------------------------------------------------------
 
 
-async def test_status_goes_through_queue_progress_and_completion(client: httpx.AsyncClient, clock: FakeClock) -> None:
+async def test_status_goes_through_queue_progress_and_completion(client: httpx.AsyncClient, clock: ManualClock) -> None:
     handle = await submit(client)
     rid = handle["request_id"]
 
@@ -116,15 +106,14 @@ async def test_status_goes_through_queue_progress_and_completion(client: httpx.A
 
 @pytest.mark.parametrize(("flag", "expect_logs"), [("0", False), ("false", False), ("1", True), ("true", True)])
 async def test_logs_are_null_unless_asked_for(
-    client: httpx.AsyncClient, clock: FakeClock, flag: str, expect_logs: bool
+    client: httpx.AsyncClient, clock: ManualClock, flag: str, expect_logs: bool
 ) -> None:
     handle = await submit(client)
     clock.advance(QUEUE_SECONDS + PROCESSING_SECONDS / 2)
 
     logs = (await status_of(client, handle, logs=flag)).json()["logs"]
 
-    assert (logs is not None) is expect_logs
-    assert logs is None or len(logs) == 2
+    assert (None if logs is None else len(logs)) == (2 if expect_logs else None), "half-way through: 2 of 5 lines"
 
 
 async def test_status_without_logs_parameter_has_null_logs(client: httpx.AsyncClient) -> None:
@@ -134,7 +123,7 @@ async def test_status_without_logs_parameter_has_null_logs(client: httpx.AsyncCl
 
 
 async def test_config_in_force_at_submit_time_applies_to_the_job(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     early = await submit(client)
     state.configure(queue_seconds=100.0, log_lines=2)
@@ -149,7 +138,7 @@ async def test_config_in_force_at_submit_time_applies_to_the_job(
 # --- result --------------------------------------------------------------------------------------------------------
 
 
-async def test_result_before_completion_is_a_400_request_error(client: httpx.AsyncClient, clock: FakeClock) -> None:
+async def test_result_before_completion_is_a_400_request_error(client: httpx.AsyncClient, clock: ManualClock) -> None:
     handle = await submit(client)
     expected = {"detail": "Request is still in progress", "error_type": "request_in_progress"}
 
@@ -246,7 +235,7 @@ async def test_random_seed_without_seed_or_with_minus_one(client: httpx.AsyncCli
     ],
 )
 async def test_invalid_input_is_accepted_then_fails_with_422(
-    client: httpx.AsyncClient, clock: FakeClock, endpoint: str, raw: bytes
+    client: httpx.AsyncClient, clock: ManualClock, endpoint: str, raw: bytes
 ) -> None:
     submitted = await client.post(f"/{endpoint}", content=raw, headers={"content-type": "application/json"})
     assert submitted.status_code == 200
@@ -275,7 +264,7 @@ async def test_invalid_input_is_accepted_then_fails_with_422(
 
 
 @pytest.mark.parametrize("elapsed", [0.0, QUEUE_SECONDS + PROCESSING_SECONDS * 0.5])
-async def test_cancel_before_completion(client: httpx.AsyncClient, clock: FakeClock, elapsed: float) -> None:
+async def test_cancel_before_completion(client: httpx.AsyncClient, clock: ManualClock, elapsed: float) -> None:
     handle = await submit(client)
     clock.advance(elapsed)
     logs_before = (await status_of(client, handle, logs="1")).json()["logs"]
@@ -299,7 +288,7 @@ async def test_cancel_before_completion(client: httpx.AsyncClient, clock: FakeCl
     assert again.json() == {"status": "ALREADY_COMPLETED"}
 
 
-async def test_cancel_after_completion_is_refused(client: httpx.AsyncClient, clock: FakeClock) -> None:
+async def test_cancel_after_completion_is_refused(client: httpx.AsyncClient, clock: ManualClock) -> None:
     handle = await submit(client)
     clock.advance(QUEUE_SECONDS + PROCESSING_SECONDS)
 
@@ -384,7 +373,7 @@ UNAUTHORIZED = {"detail": "Unauthorized", "error_type": "unauthorized"}
     ],
 )
 async def test_auth_on_every_queue_call(
-    clock: FakeClock, fal_key: str | None, authorization: str | None, accepted: bool
+    clock: ManualClock, fal_key: str | None, authorization: str | None, accepted: bool
 ) -> None:
     state = make_state(clock, fal_key=fal_key)
     job = state.submit(TEXT_TO_VIDEO, b'{"prompt": "x"}')
@@ -427,7 +416,7 @@ def test_every_size_has_its_bundled_file_and_they_stay_small() -> None:
 @pytest.mark.parametrize(
     "path", ["/media/nope.mp4", "/media/..%2F..%2Fpyproject.toml", "/media/%2e%2e%2fstate.py", "/media/480p-1x1.mp4"]
 )
-async def test_unknown_media_is_404(clock: FakeClock, path: str) -> None:
+async def test_unknown_media_is_404(clock: ManualClock, path: str) -> None:
     async with sim_client(make_state(clock), headers={}) as client:
         response = await client.get(path)
 
@@ -435,7 +424,7 @@ async def test_unknown_media_is_404(clock: FakeClock, path: str) -> None:
     assert response.headers["content-type"] == "application/json"
 
 
-async def test_media_needs_no_credentials_and_has_a_request_id(clock: FakeClock) -> None:
+async def test_media_needs_no_credentials_and_has_a_request_id(clock: ManualClock) -> None:
     async with sim_client(make_state(clock, fal_key=FAL_KEY), headers={}) as client:
         response = await client.get("/media/480p-864x496.mp4")
 
@@ -453,7 +442,7 @@ def _urls(handle: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_finished_jobs_are_forgotten_after_the_retention(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     state.configure(queue_seconds=0.0, processing_seconds=1.0, retention_seconds=60.0)
     old = await submit(client)

@@ -12,19 +12,9 @@ from pydantic import ValidationError
 
 from service.domain.endpoints import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from service.simulator.app import FaultRule, SimulatorState
-from tests.api.simulator.sim_support import (
-    I2V,
-    I2V_INPUT,
-    PROCESSING_SECONDS,
-    QUEUE_SECONDS,
-    T2V,
-    T2V_INPUT,
-    FakeClock,
-    make_state,
-    path_of,
-    sim_client,
-    submit,
-)
+from tests.support.clocks import ManualClock
+from tests.support.endpoints import I2V, I2V_INPUT, T2V, T2V_INPUT
+from tests.support.simulator import PROCESSING_SECONDS, QUEUE_SECONDS, make_state, path_of, sim_client, submit
 
 DEFAULT_ERROR = {"detail": "Internal server error", "error_type": "runner_server_error"}
 CALL_OPS = ["submit", "status", "result", "cancel"]
@@ -148,7 +138,7 @@ async def test_delayed_calls_answer_normally_after_the_delay(
 
 
 async def test_a_submit_whose_caller_timed_out_still_runs(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     state.add_fault(FaultRule(op="submit", kind="timeout", delay_seconds=5.0))
 
@@ -176,7 +166,7 @@ async def test_a_cancel_whose_caller_timed_out_still_cancels(client: httpx.Async
 
 
 async def test_failing_job_runs_its_course_then_completes_with_the_error(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     state.add_fault(FaultRule(op="job", kind="fail"))
     failing = await submit(client)
@@ -203,7 +193,7 @@ async def test_failing_job_runs_its_course_then_completes_with_the_error(
 
 
 async def test_failing_job_with_custom_status_and_body(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     body = {"detail": [{"loc": ["body", "image_url"], "msg": "Image too large", "type": "image_too_large"}]}
     state.add_fault(FaultRule(op="job", kind="fail", status=422, body=body, endpoint_id=I2V))
@@ -219,7 +209,7 @@ async def test_failing_job_with_custom_status_and_body(
 
 
 async def test_failing_job_takes_error_type_from_the_body(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     body = {"detail": "No runner available", "error_type": "runner_scheduling_failure"}
     state.add_fault(FaultRule(op="job", kind="fail", status=503, body=body))
@@ -233,7 +223,7 @@ async def test_failing_job_takes_error_type_from_the_body(
 
 
 async def test_a_rejected_body_does_not_use_up_a_job_failure(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     state.add_fault(FaultRule(op="job", kind="fail"))
     invalid = await submit(client, T2V, {"duration": "5"})
@@ -254,6 +244,10 @@ async def test_a_rejected_body_does_not_use_up_a_job_failure(
         {"op": "status", "kind": "slow", "delay_seconds": -1},
         {"op": "status", "kind": "http_error", "status": 99},
         {"op": "status", "kind": "http_error", "surprise": True},
+        {"op": "webhook", "kind": "http_error"},
+        {"op": "webhook", "kind": "fail"},
+        {"op": "job", "kind": "drop"},
+        {"op": "submit", "kind": "stale"},
     ],
 )
 def test_nonsensical_fault_rules_are_rejected(fields: dict[str, Any]) -> None:
@@ -274,7 +268,7 @@ async def test_control_routes_are_not_taken_for_submits(client: httpx.AsyncClien
     assert state.stats()["calls"] == dict.fromkeys(CALL_OPS, 0)
 
 
-async def test_control_api_needs_no_credentials(clock: FakeClock) -> None:
+async def test_control_api_needs_no_credentials(clock: ManualClock) -> None:
     async with sim_client(make_state(clock, fal_key="secret-key"), headers={}) as client:
         config = await client.get("/_sim/config")
         stats = await client.get("/_sim/stats")
@@ -286,7 +280,7 @@ async def test_control_api_needs_no_credentials(clock: FakeClock) -> None:
 
 
 async def test_config_over_http_is_a_validated_partial_update(
-    client: httpx.AsyncClient, state: SimulatorState, clock: FakeClock
+    client: httpx.AsyncClient, state: SimulatorState, clock: ManualClock
 ) -> None:
     updated = await client.post("/_sim/config", json={"queue_seconds": 0.0, "log_lines": 2})
     assert updated.status_code == 200
@@ -297,6 +291,9 @@ async def test_config_over_http_is_a_validated_partial_update(
         "fal_key": None,
         "retention_seconds": 3600.0,
         "media_base_url": None,
+        "webhook_user_id": "simulator-user",
+        "webhook_signing_seed": None,
+        "webhook_timeout_seconds": 5.0,
     }
 
     for bad in ({"queue_seconds": -1}, {"log_lines": "many"}, {"unknown": 1}):
@@ -329,7 +326,7 @@ async def test_faults_over_http(client: httpx.AsyncClient) -> None:
     assert (await client.get("/_sim/faults")).json() == []
 
 
-async def test_reset_over_http_restores_the_construction_config(clock: FakeClock) -> None:
+async def test_reset_over_http_restores_the_construction_config(clock: ManualClock) -> None:
     state = make_state(clock, queue_seconds=2.5)
     async with sim_client(state) as client:
         await submit(client)
@@ -346,7 +343,7 @@ async def test_reset_over_http_restores_the_construction_config(clock: FakeClock
     assert stats["calls"] == {"submit": 1, "status": 0, "result": 0, "cancel": 0}
 
 
-async def test_stats_count_calls_per_request(client: httpx.AsyncClient, clock: FakeClock) -> None:
+async def test_stats_count_calls_per_request(client: httpx.AsyncClient, clock: ManualClock) -> None:
     first = await submit(client, I2V, {**I2V_INPUT, "extra": "kept"})
     second = await submit(client)
     for _ in range(3):

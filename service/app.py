@@ -82,6 +82,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         app.state.deps = deps
         stop = asyncio.Event()
         events_task = asyncio.create_task(deps.bus.run())
+        recorder_task = asyncio.create_task(deps.recorder.run(stop))
         background = (
             {
                 asyncio.create_task(deps.tracker.run(stop)),
@@ -95,8 +96,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             yield
         finally:
             stop.set()
-            if background:
-                await asyncio.wait(background, timeout=SHUTDOWN_WAIT_SECONDS)
+            await asyncio.wait({*background, recorder_task}, timeout=SHUTDOWN_WAIT_SECONDS)
             events_task.cancel()
             with suppress(asyncio.CancelledError):
                 await events_task

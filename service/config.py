@@ -59,6 +59,22 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
 
+    # Connections (service/limits_http.py): slow clients, header limits and the per-process connection cap
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's headers must arrive within this of the connection opening "
+        "(or of the previous response); else the connection is closed."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request's body must arrive within this of its headers; else the "
+        "connection is closed."
+    )
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="Request line and headers; beyond: 431.")
+    max_headers: int = Field(default=100, ge=8, description="Header fields per request; beyond: 431.")
+    max_connections: int = Field(
+        default=1000, ge=1, description="Open connections (or requests in progress) per process; a request beyond "
+        "them gets 503 too_many_connections."
+    )
+
     # Webhooks: delivery, signing, and fal's own webhooks inbound (see docs/webhooks.md)
     webhook_allow_private: bool = Field(
         default=False,
@@ -106,6 +122,13 @@ class Settings(BaseSettings):
     price_audio_micros_per_million_tokens: int = Field(default=2_400_000, gt=0)
     price_silent_micros_per_million_tokens: int = Field(default=1_200_000, gt=0)
     video_fps: int = Field(default=24, gt=0)
+    admission_provisional_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a concurrency slot and a budget reservation are held before their job record confirms "
+        "them: an admission whose record never appears (a stalled Redis) frees itself, with the reconciler, within a "
+        "minute.",
+    )
     reservation_ttl_seconds: float = Field(
         default=6 * 3600,
         gt=0,

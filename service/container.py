@@ -28,7 +28,9 @@ from service.jobs.completion import Completion, CompletionHook
 from service.jobs.events import JobEvents
 from service.jobs.fal_webhooks import FalWebhookReceiver
 from service.jobs.followers import Followers
+from service.jobs.idempotency import IdempotencyKeys
 from service.jobs.queries import JobQueries
+from service.jobs.recording import UpstreamRecorder
 from service.jobs.store import DueSchedule, JobStore
 from service.jobs.submit import SubmitPipeline
 from service.jobs.tracker import JobTracker
@@ -70,6 +72,7 @@ class Deps:
     deliveries: DeliveryStore
     delivery_worker: DeliveryWorker
     fal_webhooks: FalWebhookReceiver
+    recorder: UpstreamRecorder
 
 
 def build_deps(
@@ -115,6 +118,7 @@ def build_deps(
         clock=clock,
     )
     queries = JobQueries(store, events, fallback_seconds=settings.watch_fallback_seconds)
+    recorder = UpstreamRecorder(store, metrics, keep_seconds=settings.reservation_ttl_seconds)
     tracker = JobTracker(
         settings=settings,
         store=store,
@@ -161,6 +165,8 @@ def build_deps(
             cache=cache,
             followers=followers,
             completion=completion,
+            recorder=recorder,
+            idempotency=IdempotencyKeys(r, store),
             metrics=metrics,
             clock=clock,
         ),
@@ -190,6 +196,7 @@ def build_deps(
             tolerance_seconds=settings.fal_webhook_tolerance_seconds,
             clock=clock,
         ),
+        recorder=recorder,
     )
 
 

@@ -51,6 +51,16 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.upstream_ids_pending = Gauge(
+            "gateway_upstream_ids_pending",
+            "Jobs fal accepted whose upstream id waits in this process for Redis to come back",
+            registry=r,
+        )
+        self.upstream_ids_lost = Counter(
+            "gateway_upstream_ids_lost_total",
+            "Jobs fal accepted whose upstream id could never be recorded (the job fails as outcome unknown)",
+            registry=r,
+        )
         self.tracker_polls = Counter(
             "gateway_tracker_polls_total", "Upstream status polls made by the job tracker", ["outcome"], registry=r
         )

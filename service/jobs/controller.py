@@ -23,6 +23,7 @@ from service.domain.urls import PUBLIC_ONLY
 from service.errors import GatewayTimeout, NotFound
 from service.jobs import intake
 from service.jobs.cancel import Cancellation
+from service.jobs.idempotency import checked_key
 from service.jobs.queries import JobQueries
 from service.jobs.responses import cache_headers, cost_headers, json_response, result_response
 from service.jobs.submit import SubmitPipeline, SubmitRequest
@@ -188,6 +189,7 @@ async def _submit_request(
         headers=headers,
         query=query,
         cache=directive_of(request.headers),
+        idempotency_key=checked_key(request.headers.get("idempotency-key")),
     )
 
 

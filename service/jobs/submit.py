@@ -6,28 +6,29 @@ path, which gives back everything admission took. Once fal may have accepted a j
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import structlog
 from redis.exceptions import RedisError
 
 from service.budgets.ledger import BudgetLedger
 from service.budgets.usage import BudgetReader, tenant_period
-from service.cache.service import CacheDirective, CachePlan, CacheService
-from service.cache.store import Hit, Lead, Miss
+from service.cache.service import CacheDirective, CacheService
 from service.config import Settings
 from service.domain.endpoints import Endpoint
-from service.domain.jobs import Job, JobMode, JobState, Outcome, failed_fields
+from service.domain.jobs import Job, JobMode, JobState, failed_fields
 from service.domain.schemas import TextToVideoInput, normalized_input
-from service.errors import BudgetExceeded, NotFound, TooManyRequests, UpstreamError, UpstreamTimeout
+from service.errors import BudgetExceeded, Conflict, TooManyRequests, UpstreamError, UpstreamTimeout
+from service.jobs.cache_answers import CacheAnswers
 from service.jobs.completion import Completion
 from service.jobs.fal_webhooks import fal_webhooks_on, receiver_url
-from service.jobs.followers import Followers, outcome_of
+from service.jobs.followers import Followers
+from service.jobs.idempotency import Duplicate, IdempotencyKeys
+from service.jobs.recording import Accepted, AcceptedNotRecorded, UpstreamRecorder
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
 from service.tenants.admission import Admission, Reservation
@@ -35,7 +36,6 @@ from service.tenants.auth import Principal
 from service.upstream.fal import FalClient, RequestNotSent
 
 log = structlog.get_logger(__name__)
-RECORD_ATTEMPTS = 4
 SUBMIT_UNKNOWN = "fal did not confirm the submission in time; it was not retried, to avoid paying twice"
 NOT_SUBMITTED = "The gateway could not record this request, so it was not sent to fal; nothing was charged"
 INTERRUPTED = (
@@ -54,6 +54,7 @@ class SubmitRequest:
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
     cache: CacheDirective = CacheDirective.DEFAULT
+    idempotency_key: str | None = None
 
 
 class SubmitPipeline:
@@ -70,10 +71,24 @@ class SubmitPipeline:
         cache: CacheService,
         followers: Followers,
         completion: Completion,
+        recorder: UpstreamRecorder,
+        idempotency: IdempotencyKeys,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._s = settings
+        self._recorder = recorder
+        self._idempotency = idempotency
+        self._answers = CacheAnswers(
+            settings=settings,
+            store=store,
+            due=due,
+            cache=cache,
+            followers=followers,
+            completion=completion,
+            metrics=metrics,
+            clock=clock,
+        )
         self._store = store
         self._due = due
         self._fal = fal
@@ -103,8 +118,34 @@ class SubmitPipeline:
             upstream_webhook=fal_webhooks_on(self._s),
         )
         structlog.contextvars.bind_contextvars(request_id=job.request_id)
+        key = request.idempotency_key
+        if key is None:
+            return await self._submit_new(principal, request, job)
+        duplicate = await self._idempotency.claim(key, job)
+        if duplicate is not None:
+            return await self._original(duplicate)
+        try:
+            return await self._submit_new(principal, request, job)
+        except BaseException:
+            # Refused before it became a job (429, 402, a cache miss, Redis): the key is free for a retry.
+            with contextlib.suppress(RedisError):
+                if await self._store.get(job.request_id) is None:
+                    await self._idempotency.release(key, job)
+            raise
+
+    async def _original(self, duplicate: Duplicate) -> Job:
+        original = await self._idempotency.original(duplicate)
+        if original is None:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being accepted; retry in a moment",
+                error_type="idempotency_in_progress",
+            )
+        log.info("idempotent_replay", original_request_id=original.request_id)
+        return original
+
+    async def _submit_new(self, principal: Principal, request: SubmitRequest, job: Job) -> Job:
         plan = await self._cache.plan(principal, request.endpoint, request.data, request.cache)
-        answered = await self._from_cache(principal, job, plan, request.cache)
+        answered = await self._answers.answer(principal, job, plan, request.cache)
         if answered is not None:
             return answered
         await self._admit(principal, job)
@@ -112,6 +153,13 @@ class SubmitPipeline:
             # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
             await self._due.schedule(job.request_id, self._ms(job.created_at + self._s.submit_grace_seconds))
             await self._store.create(job)
+            # The record exists: the provisional slot and reservation now last as long as the job may run.
+            await self._admission.confirm(
+                job.tenant_id,
+                job.request_id,
+                lease_seconds=self._s.concurrency_lease_seconds + self._s.submit_grace_seconds,
+                reservation_expires_at_ms=self._ms(job.created_at + self._s.reservation_ttl_seconds),
+            )
             await self._cache.leader_recorded(job)
         except BaseException:
             await self._completion.complete(job, **failed_fields(503, NOT_SUBMITTED, "state_store_unavailable"))
@@ -129,73 +177,6 @@ class SubmitPipeline:
         await self._submitted(job, request.endpoint, submitted.upstream_id, submitted.queue_position)
         return job
 
-    async def _from_cache(
-        self, principal: Principal, job: Job, plan: CachePlan | None, directive: CacheDirective
-    ) -> Job | None:
-        """A hit or a follower answers the request (returned); None means submit it (maybe as the leader)."""
-        if plan is None:
-            if directive is CacheDirective.ONLY_IF_CACHED:
-                raise NotFound(
-                    "This request is not cacheable (it has no seed), so it is never in the cache",
-                    error_type="cache_miss",
-                )
-            return None
-        job.cache_key, job.cache_scope, job.cache_ttl = plan.key, plan.scope, plan.ttl
-        job.cache_generation = plan.generation
-        if directive is CacheDirective.BYPASS:
-            job.cache_role = "bypass"
-            self._metrics.cache_bypasses.inc()
-            return None
-        claim = await self._cache.claim(plan, job.request_id)
-        if isinstance(claim, Lead):
-            job.cache_role = "leader"
-            return None
-        if isinstance(claim, Miss):
-            raise NotFound("No cached result for this request", error_type="cache_miss")
-        saved = job.estimate_micros or 0
-        if isinstance(claim, Hit):
-            answered = await self._record_hit(job, claim.entry)
-            how = "hit"
-        else:
-            answered = await self._record_follower(job, claim.leader_id)
-            how = "merged"
-        self._metrics.cache_saved_micros.labels(tenant=principal.tenant_id, how=how).inc(saved)
-        log.info(
-            "cache_answered", how=how, tenant_id=principal.tenant_id, saved_micros=saved, leader_id=answered.leader_id
-        )
-        return answered
-
-    async def _record_hit(self, job: Job, entry: dict[str, Any]) -> Job:
-        """A cache hit is a job of its own (new request id) that completes at once with the cached result."""
-        hit = replace(job, cache_role="hit", estimate_micros=0)
-        await self._due.schedule(hit.request_id, self._ms(self._clock() + self._s.tracker_poll_max_seconds))
-        await self._store.create(hit)
-        values = {
-            "outcome": Outcome.OK,
-            "result": entry["result"],
-            "inference_time": entry.get("inference_time"),
-            "completed_at": self._clock(),
-        }
-        await self._completion.complete(hit, **values)
-        return replace(hit, **values, state=JobState.COMPLETED)
-
-    async def _record_follower(self, job: Job, leader_id: str) -> Job:
-        follower = replace(
-            job,
-            state=JobState.IN_QUEUE,
-            queue_position=0,
-            cache_role="follower",
-            leader_id=leader_id,
-            estimate_micros=0,
-        )
-        await self._store.create(follower)
-        await self._due.schedule(follower.request_id, self._ms(self._clock() + self._s.tracker_poll_max_seconds))
-        leader = await self._followers.attach(follower)
-        if leader is not None:
-            await self._completion.complete(follower, **outcome_of(leader))
-            return await self._store.get(follower.request_id) or follower
-        return follower
-
     async def _admit(self, principal: Principal, job: Job) -> None:
         tenant = principal.tenant
         window = tenant_period(tenant, job.created_at)
@@ -204,14 +185,17 @@ class SubmitPipeline:
             estimate_micros=estimate,
             period=window,
             limit_micros=tenant.budget.limit_micros if tenant.budget else None,
-            expires_at_ms=self._ms(job.created_at + self._s.reservation_ttl_seconds),
+            expires_at_ms=self._ms(job.created_at + self._s.admission_provisional_seconds),
         )
+        # On the reconciler's work list before anything is reserved: a reservation taken by a stalled Redis after this
+        # process gave up on it is then still found and released.
+        await self._ledger.track_tenant(tenant.id)
         try:
             admitted = await self._admission.admit(
                 tenant.id,
                 tenant.policy,
                 job.request_id,
-                extra_lease_seconds=self._s.submit_grace_seconds,
+                lease_seconds=self._s.admission_provisional_seconds,
                 reservation=reservation,
             )
         except TooManyRequests as exc:
@@ -222,7 +206,6 @@ class SubmitPipeline:
             self._metrics.budget_rejections.labels(tenant=tenant.id).inc()
             log.info("budget_rejected", tenant_id=tenant.id, estimate_micros=estimate)
             raise
-        await self._ledger.track_tenant(tenant.id)
         committed = admitted.spent_micros + admitted.reserved_micros
         await self._budgets.after_reservation(
             tenant, window, committed_before=committed - estimate, committed_after=committed
@@ -247,29 +230,25 @@ class SubmitPipeline:
         return error
 
     async def _submitted(self, job: Job, endpoint: Endpoint, upstream_id: str, position: int | None) -> None:
+        """fal accepted the job: record its id (retried through a Redis outage, never dropped), then schedule its
+        first poll. Once the record is written nothing here may fail the request: a later step that cannot reach
+        Redis is left to the tracker, which finds the job through its existing schedule entry."""
         job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
-        # fal has accepted (and will bill) the job: recording its upstream id is retried through a brief Redis
-        # blip, because without it the job could only be failed later, unbilled to the tenant.
-        applied = False
-        for attempt in range(RECORD_ATTEMPTS):
-            try:
-                applied = await self._store.update(
-                    job.request_id, state=job.state, upstream_id=upstream_id, queue_position=position
-                )
-                break
-            except RedisError:
-                if attempt == RECORD_ATTEMPTS - 1:
-                    log.exception("job_record_lost", upstream_accepted=True)
-                    raise
-                await asyncio.sleep(0.1 * 2**attempt)
-        first_poll = self._s.fal_webhook_poll_seconds if job.upstream_webhook else self._s.tracker_poll_initial_seconds
-        await self._due.schedule(job.request_id, self._ms(self._clock() + first_poll))
         self._metrics.jobs_submitted.labels(endpoint=endpoint.id, mode=job.mode.value).inc()
+        accepted = Accepted(job.request_id, upstream_id, position, time.monotonic())
+        written = await self._recorder.record(accepted, within=self._s.upstream_submit_timeout_seconds)
+        if written is None:
+            raise AcceptedNotRecorded(job.request_id)
         log.info("job_submitted", endpoint=endpoint.id, mode=job.mode.value, tenant_id=job.tenant_id)
-        current = await self._store.get(job.request_id) if applied else None
-        if current is not None and current.cancel_requested:  # cancelled while the submit was in flight
-            await self._fal.cancel(endpoint, upstream_id)
-            await self._due.schedule(job.request_id, self._ms(self._clock()))
+        first_poll = self._s.fal_webhook_poll_seconds if job.upstream_webhook else self._s.tracker_poll_initial_seconds
+        try:
+            await self._due.schedule(job.request_id, self._ms(self._clock() + first_poll))
+            current = await self._store.get(job.request_id) if written else None
+            if current is not None and current.cancel_requested:  # cancelled while the submit was in flight
+                await self._fal.cancel(endpoint, upstream_id)
+                await self._due.schedule(job.request_id, self._ms(self._clock()))
+        except RedisError:
+            log.warning("job_first_poll_not_scheduled", note="the tracker finds it at its submit deadline")
 
     @staticmethod
     def _ms(seconds: float) -> int:

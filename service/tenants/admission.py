@@ -58,6 +58,7 @@ class Admission:
         self._lease_ms = int(lease_seconds * 1000)
         self._clock = clock
         self._admit = load_script(redis, "service.tenants", "admit.lua")
+        self._confirm = load_script(redis, "service.tenants", "confirm.lua")
 
     async def admit(
         self,
@@ -65,12 +66,13 @@ class Admission:
         policy: TenantPolicy,
         request_id: str,
         *,
-        extra_lease_seconds: float,
+        lease_seconds: float,
         reservation: Reservation,
     ) -> Admitted:
         """Take a rate slot, a concurrency slot and the budget reservation for ``request_id`` in one atomic step,
-        or raise 429 / 402 naming what refused it (and take nothing)."""
-        lease_ms = self._lease_ms + int(extra_lease_seconds * 1000)
+        or raise 429 / 402 naming what refused it (and take nothing). The slot is held for ``lease_seconds`` (the
+        provisional lease the caller confirms with :meth:`confirm` once the job is recorded)."""
+        lease_ms = int(lease_seconds * 1000)
         limit = -1 if reservation.limit_micros is None else reservation.limit_micros
         result = await self._admit(
             keys=[
@@ -107,6 +109,21 @@ class Admission:
             )
         limit_of_rule = policy.requests_per_minute if rule == "requests_per_minute" else policy.max_concurrent
         raise TooManyRequests(_MESSAGES[rule].format(limit=limit_of_rule), retry_after=int(result[2]) / 1000, rule=rule)
+
+    async def confirm(
+        self, tenant_id: str, request_id: str, *, lease_seconds: float, reservation_expires_at_ms: int
+    ) -> bool:
+        """Extend a provisional admission to its full lifetime once its job is recorded (``lua/confirm.lua``).
+        False if its slot had already run out (the admission took longer than the provisional lease)."""
+        return (
+            int(
+                await self._confirm(
+                    keys=[keys.inflight(tenant_id), keys.reservation_expiry(tenant_id)],
+                    args=[request_id, self._now_ms() + int(lease_seconds * 1000), reservation_expires_at_ms],
+                )
+            )
+            == 1
+        )
 
     async def renew(self, tenant_id: str, request_id: str) -> None:
         """Extend a running job's lease; does nothing for a job that no longer holds one."""

@@ -151,7 +151,8 @@ async def test_record_lost_after_fal_accepted(rig: Rig, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(JobStore, "update", losing_update)
     lost = await rig.gateway.submit()
-    assert lost.status_code == 503
+    assert lost.status_code == 500
+    assert lost.json()["error_type"] == "upstream_accepted_unrecorded", "never 'nothing was sent'"
     assert rig.gateway.sim.stats()["calls"]["submit"] == 1
     rig.gateway.clock.advance(rig.gateway.settings.submit_grace_seconds + 1)  # the tracker gives up on it
     outcomes = await rig.assert_each_completed_once(1)

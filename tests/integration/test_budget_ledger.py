@@ -53,7 +53,7 @@ async def _reserve(
         "acme",
         TenantPolicy(),
         rid,
-        extra_lease_seconds=0,
+        lease_seconds=120,
         reservation=Reservation(
             estimate_micros=ESTIMATE, period=window, limit_micros=limit, expires_at_ms=int((clock() + ttl) * 1000)
         ),

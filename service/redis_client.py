@@ -1,13 +1,36 @@
-"""Redis connection factory and Lua script loading."""
+"""Redis connection factory (dead pooled connections are replaced before a command is sent) and Lua script loading."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterable
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from service.config import Settings
+
+# A failure before the command left is retried this many times, after 10-20, 20-40 and 40-80 ms: under 0.15 s of
+# waiting per command, so a real outage still answers 503 at once (a refused connect fails in well under 1 ms).
+UNSENT_RETRIES = 3
+UNSENT_BACKOFF = EqualJitterBackoff(cap=0.1, base=0.01)
+HEALTH_CHECK_INTERVAL_SECONDS = 30
+
+
+class CommandNotSentError(RedisConnectionError):
+    """The connection failed before the command was written whole, so the server cannot have run it: safe to retry."""
 
 
 def connect(settings: Settings) -> Redis:
@@ -22,17 +45,86 @@ def connect(settings: Settings) -> Redis:
 
 def connect_url(url: str, *, max_connections: int, timeout: float) -> Redis:
     """A client on a bounded pool that *waits* (up to ``timeout``) for a free connection under load instead of
-    failing, so a burst of requests queues briefly rather than erroring."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-    )
-    return Redis(connection_pool=pool)
+    failing, and that replaces dead pooled connections (after a Redis restart) instead of failing one command on each.
+
+    What is retried, and why it is safe (redis-py 8.1, ``redis/asyncio/``):
+
+    - ``Redis.execute_command`` (and ``Pipeline.execute``) run the *whole* exchange, ``send_command`` then
+      ``parse_response``, inside ``conn.retry.call_with_retry`` and retry any error of the ``Retry``'s
+      ``supported_errors``; stock redis-py makes no difference between a failure while sending and one while reading.
+      Retrying ``ConnectionError``/``TimeoutError`` as such (``retry_on_error``, ``retry_on_timeout``, or the
+      ``Retry(..., 10)`` a bare ``Redis(host=...)`` gets by default) would run a command again whose reply was lost
+      after the server ran it: a second admission or settlement in our Lua scripts. So the ``Retry`` here supports one
+      error only, ``CommandNotSentError``, which ``_UnsentOnFailure.send_packed_command`` raises in place of a plain
+      ``ConnectionError`` from ``Connection.send_packed_command``. That method (re)connects a disconnected connection,
+      runs the idle health check (a ``PING``) and writes; it turns an ``OSError`` of the write into
+      ``ConnectionError("Error ... while writing to socket")`` after ``disconnect(nowait=True)``. Every such failure
+      leaves the command unsent or incomplete: asyncio drops writes to a transport that has lost its connection, and
+      ``StreamWriter.drain`` raises only once the connection is lost, when the transport also discards what it still
+      buffered; Redis runs no partial command, nor the queue of a ``MULTI`` without its ``EXEC``. The retry's failure
+      callback (``Redis._close_connection``) disconnects, so the next attempt connects afresh.
+    - Not retried: everything raised while reading (the command may have run), ``TimeoutError`` (a timed-out write is
+      still flushed by ``transport.close()``, and waiting again would only slow down an outage), and ``ConnectionError``
+      subclasses that are server replies (``BusyLoadingError``, ``AuthenticationError``): they answer 503 at once.
+    - A non-transactional pipeline fails as a whole even when its first commands ran, and is retried as a whole: only
+      idempotent commands belong in one (``JobStore.create``'s history index: ZADD, ZREMRANGEBYSCORE, EXPIRE).
+
+    Dead pooled connections are found before a command goes out. One the server closed (a restart: FIN) is
+    reconnected at checkout by ``ConnectionPool.ensure_connection``, which checks ``can_read()`` (true at
+    ``StreamReader.at_eof()``) but skips that check while ``maint_notifications_enabled()``, which the default RESP3
+    protocol turns on (``"auto"``): our servers send no maintenance notifications, so they are off. One the server
+    reset (RST) looks fine at checkout (the reader holds the error, not an EOF), then asyncio drops the write and
+    ``drain`` raises: a ``CommandNotSentError``, retried on a fresh connection. One idle over
+    ``HEALTH_CHECK_INTERVAL_SECONDS`` is first checked with a ``PING``: a reset or a close in answer is a failure
+    before the command, so retried too (a ``PING`` timing out is not). Still answered 503 once: a connection whose
+    close arrives while the command is in flight, or one reused before the loop has seen its FIN, since the failure
+    then shows only in the read.
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "max_connections": max_connections,
+        "timeout": timeout,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        "retry": Retry(UNSENT_BACKOFF, UNSENT_RETRIES, supported_errors=(CommandNotSentError,)),
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
+    options.update(parse_url(url))  # what the URL says wins, as in ``BlockingConnectionPool.from_url``
+    options["connection_class"] = _UNSENT_ON_FAILURE[options.get("connection_class", Connection)]
+    return Redis(connection_pool=BlockingConnectionPool(**options))
+
+
+async def _unsent_on_failure(sending: Awaitable[None]) -> None:
+    """Await a connection's own ``send_packed_command``; its transport failures become ``CommandNotSentError``s."""
+    try:
+        await sending
+    except RedisConnectionError as exc:
+        if type(exc) is not RedisConnectionError:  # a server's reply (LOADING, auth) or already marked
+            raise
+        raise CommandNotSentError(*exc.args) from exc
+
+
+class _UnsentOnFailure(Connection):
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        await _unsent_on_failure(super().send_packed_command(command, check_health))
+
+
+class _SSLUnsentOnFailure(SSLConnection):
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        await _unsent_on_failure(super().send_packed_command(command, check_health))
+
+
+class _UnixUnsentOnFailure(UnixDomainSocketConnection):
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        await _unsent_on_failure(super().send_packed_command(command, check_health))
+
+
+_UNSENT_ON_FAILURE: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _UnsentOnFailure,
+    SSLConnection: _SSLUnsentOnFailure,
+    UnixDomainSocketConnection: _UnixUnsentOnFailure,
+}
 
 
 def load_script(redis: Redis, package: str, name: str) -> AsyncScript:

@@ -40,6 +40,18 @@ def suite_redis(
         server.stop()
 
 
+@contextmanager
+def private_redis(config: Mapping[str, str] | None = None) -> Iterator[tuple[EmbeddedRedis, str]]:
+    """A test's own embedded server and its URL, for tests that stop or restart it: never the suite's server, never
+    6379. Stopped on exit."""
+    server = EmbeddedRedis(config)
+    url = server.start()
+    try:
+        yield server, url
+    finally:
+        server.stop()
+
+
 def flush(url: str) -> None:
     """Empty the database ``url`` names, from outside any event loop (module fixtures of real servers)."""
     with redis.Redis.from_url(url) as client:

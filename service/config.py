@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     upstream_submit_timeout_seconds: float = Field(default=60.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
     upstream_submit_connect_retries: int = Field(default=2, ge=0, le=5)
+    upstream_breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures (transport, timeout, 5xx, 429) that open a circuit."
+    )
+    upstream_breaker_cooldown_seconds: float = Field(
+        default=10.0, gt=0, description="How long an open circuit fails fast; doubled per failed probe, up to 120 s."
+    )
+    upstream_breaker_probes: int = Field(default=1, ge=1, description="Calls let through at once while half-open.")
 
     # Admin, tenants and limits
     admin_token: SecretStr | None = None
@@ -61,18 +68,23 @@ class Settings(BaseSettings):
 
     # Connections (service/limits_http.py): slow clients, header limits and the per-process connection cap
     header_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="A request's headers must arrive within this of the connection opening "
-        "(or of the previous response); else the connection is closed."
+        default=10.0,
+        gt=0,
+        description="A request's headers must arrive within this of the connection opening "
+        "(or of the previous response); else the connection is closed.",
     )
     body_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="A request's body must arrive within this of its headers; else the "
-        "connection is closed."
+        default=30.0,
+        gt=0,
+        description="A request's body must arrive within this of its headers; else the connection is closed.",
     )
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="Request line and headers; beyond: 431.")
     max_headers: int = Field(default=100, ge=8, description="Header fields per request; beyond: 431.")
     max_connections: int = Field(
-        default=1000, ge=1, description="Open connections (or requests in progress) per process; a request beyond "
-        "them gets 503 too_many_connections."
+        default=1000,
+        ge=1,
+        description="Open connections (or requests in progress) per process; a request beyond "
+        "them gets 503 too_many_connections.",
     )
 
     # Webhooks: delivery, signing, and fal's own webhooks inbound (see docs/webhooks.md)

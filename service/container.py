@@ -91,6 +91,9 @@ def build_deps(
         metrics=metrics,
         submit_timeout=settings.upstream_submit_timeout_seconds,
         submit_connect_retries=settings.upstream_submit_connect_retries,
+        breaker_failures=settings.upstream_breaker_failures,
+        breaker_cooldown_seconds=settings.upstream_breaker_cooldown_seconds,
+        breaker_probes=settings.upstream_breaker_probes,
     )
     bus = EventBus(r, on_error=Survivor("event_bus", metrics).survived)
     store = JobStore(r, retention_seconds=settings.job_retention_seconds)

@@ -22,6 +22,8 @@ fal has two error shapes, and every error the gateway returns uses one of them:
       + GatewayTimeout (504)        a ``/run`` call outlived the gateway's run timeout; the request is still tracked
       + UpstreamError               fal failed or could not be reached
         - UpstreamUnavailable (502/503)
+          - RequestNotSent (503)    never reached fal, so safe to retry even a submit (``service/upstream/fal.py``)
+            - UpstreamCircuitOpen   503 ``upstream_circuit_open`` + Retry-After: the operation's breaker is open (ditto)
         - UpstreamTimeout (504)
         - UpstreamRejected          fal answered with an error we pass through (status and body as fal sent them)
 
@@ -184,12 +186,7 @@ class TooManyRequests(GatewayError):
         self.retry_after = seconds
 
     def body(self) -> Any:
-        return {
-            "detail": self.message,
-            "error_type": self.error_type,
-            "rule": self.rule,
-            "retry_after": self.retry_after,
-        }
+        return {**super().body(), "rule": self.rule, "retry_after": self.retry_after}
 
 
 class ServiceUnavailable(GatewayError):

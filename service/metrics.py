@@ -36,6 +36,26 @@ class Metrics:
             ["op"],
             registry=r,
         )
+        # Circuit breakers and retries of calls to fal (service/upstream/breaker.py), per process.
+        self.upstream_circuit_state = Gauge(
+            "gateway_upstream_circuit_state",
+            "Circuit breaker state of each upstream operation in this process: 0 closed, 1 half-open, 2 open",
+            ["op"],
+            registry=r,
+        )
+        self.upstream_circuit_transitions = Counter(
+            "gateway_upstream_circuit_transitions_total",
+            "Circuit breaker state changes by operation and new state (closed, half_open, open)",
+            ["op", "to"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries_total",
+            "Repeated attempts of calls to fal by operation and reason (not_sent, timeout, unavailable, server_error, "
+            "rate_limited)",
+            ["op", "reason"],
+            registry=r,
+        )
         self.jobs_submitted = Counter(
             "gateway_jobs_submitted_total", "Jobs accepted and sent to fal", ["endpoint", "mode"], registry=r
         )

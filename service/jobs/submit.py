@@ -148,6 +148,7 @@ class SubmitPipeline:
         answered = await self._answers.answer(principal, job, plan, request.cache)
         if answered is not None:
             return answered
+        self._fal.check_submit_allowed()  # an open circuit fails fast before admission reserves anything
         await self._admit(principal, job)
         try:
             # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +32,10 @@ class Actor:
 
 
 MAX_ACTOR_LENGTH = 200
+# A page cursor is the id of a stream entry as Redis writes it: ``<ms>`` or ``<ms>-<seq>``, each part an unsigned
+# 64-bit integer without leading zeros.
+_CURSOR = re.compile(r"(?:0|[1-9][0-9]{0,19})(?:-(?:0|[1-9][0-9]{0,19}))?")
+_MAX_ID_PART = 2**64 - 1
 
 
 def actor_of(request: Request[Any, Any, Any], *, trusted_proxy_hops: int) -> Actor:
@@ -42,6 +47,11 @@ def actor_of(request: Request[Any, Any, Any], *, trusted_proxy_hops: int) -> Act
         operator=(request.headers.get("x-gateway-actor") or "")[:MAX_ACTOR_LENGTH] or None,
         token_fingerprint=token_fingerprint(token) if token else None,
     )
+
+
+def is_cursor(text: str) -> bool:
+    """Whether ``text`` is a stream entry id, the only cursor the audit log hands out (and Redis takes)."""
+    return _CURSOR.fullmatch(text) is not None and all(int(part) <= _MAX_ID_PART for part in text.split("-"))
 
 
 def token_fingerprint(token: str) -> str:
@@ -65,7 +75,10 @@ class AuditLog:
         await self._redis.xadd(keys.audit_log(), cast("dict[Any, Any]", entry), maxlen=self._max, approximate=True)
 
     async def read(self, *, limit: int, before: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first. Returns the entries and the cursor for the next (older) page, if there may be one."""
+        """Newest first. Returns the entries and the cursor for the next (older) page, if there may be one.
+        ``before`` must be a cursor (:func:`is_cursor`); nothing is older than entry ``0-0``."""
+        if before == "0-0":
+            return [], None
         upper = f"({before}" if before else "+"
         rows = cast(
             "list[tuple[str, dict[str, str]]]",

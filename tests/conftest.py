@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
 from redis.asyncio import Redis
 
 from service.redis_client import connect_url
@@ -31,3 +32,17 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_log_tracebacks() -> None:
+    """structlog's default console output renders tracebacks with rich, about a second each, which a background loop
+    surviving a test's Redis outage feels; the tests keep the default output but with plain tracebacks."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ]
+    )

@@ -10,7 +10,7 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from service.audit import Actor, AuditLog, actor_of
+from service.audit import Actor, AuditLog, actor_of, is_cursor
 from service.config import Settings
 from service.domain.tenants import TenantCreate, iso
 from service.errors import InvalidRequest
@@ -164,6 +164,17 @@ class AdminController(Controller):
     async def audit_log(
         self, audit: NamedDependency[AuditLog], limit: FromQuery[int] = 100, before: FromQuery[str | None] = None
     ) -> AuditPage:
+        if before and not is_cursor(before):
+            raise InvalidRequest(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ["query", "before"],
+                        "msg": "before must be the cursor of a previous page (an audit entry id)",
+                        "input": before,
+                    }
+                ]
+            )
         entries, cursor = await audit.read(limit=max(1, min(limit, 1000)), before=before)
         return AuditPage(entries=[AuditEntry.model_validate(e) for e in entries], next=cursor)
 

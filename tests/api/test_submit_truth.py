@@ -100,8 +100,8 @@ async def test_an_admission_whose_job_record_never_appeared_is_freed_within_a_mi
     gateway.clock.advance(provisional + 1)
 
     async def freed() -> bool:
-        current = (await gateway.client.get("/admin/tenants/acme/usage", headers=gateway.admin)).json()
-        return current["reserved_micros"] == 0
+        current: dict[str, Any] = (await gateway.client.get("/admin/tenants/acme/usage", headers=gateway.admin)).json()
+        return bool(current["reserved_micros"] == 0)
 
     await eventually(freed)
     accepted = await gateway.client.post(f"/queue/{T2V}", json=T2V_INPUT, headers=await gateway.auth())

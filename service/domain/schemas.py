@@ -4,16 +4,26 @@ fal apps are FastAPI + pydantic, so validation here is pydantic's lax mode on th
 rendered the way FastAPI renders them: ``{"detail": [{"type", "loc": ["body", ...], "msg", "input", "ctx"}]}``.
 Unknown fields are ignored (FastAPI's default) and dropped from the normalized input, so what is priced, cached and
 forwarded is exactly what the schema defines.
+
+Stricter than fal where fal would only fail later (or pay for nothing): a body nested deeper than
+``MAX_JSON_DEPTH`` is refused before it is decoded (found by a linear scan, so it can never exhaust the stack);
+``image_url`` and ``end_image_url`` must be ``http(s)`` URLs with a host or ``data:`` URIs; ``seed`` is -1 or
+within 0..2^32-1.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from enum import StrEnum
-from typing import Any
+from itertools import accumulate
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from service.domain.endpoints import Endpoint, EndpointKind
 
@@ -46,6 +56,43 @@ class Duration(StrEnum):
     S12 = "12"
 
 
+MAX_JSON_DEPTH = 64
+MAX_SEED = 2**32 - 1
+URL_SCHEMES = frozenset({"http", "https"})
+
+
+def _image_url(value: str) -> str:
+    """An ``http(s)`` URL with a host, or a ``data:`` URI, kept exactly as given; otherwise pydantic's URL errors."""
+    if not value:
+        raise _url_error("input is empty")
+    if value[:5].lower() == "data:":
+        if "," not in value:
+            raise _url_error("data URI without a comma")
+        return value
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a port that is not a number in 0..65535
+    except ValueError:
+        raise _url_error("invalid URL") from None
+    if not parts.scheme:
+        raise _url_error("relative URL without a base")
+    if parts.scheme.lower() not in URL_SCHEMES:
+        expected = {"expected_schemes": "'http', 'https' or 'data'"}
+        raise PydanticCustomError("url_scheme", "URL scheme should be {expected_schemes}", expected)
+    if not parts.hostname:
+        raise _url_error("empty host")
+    if "\\" in value or any(c.isspace() or unicodedata.category(c)[0] in {"C", "Z"} for c in value):
+        raise _url_error("invalid character in URL")  # controls, whitespace, format characters; backslashes
+    return value
+
+
+def _url_error(reason: str) -> PydanticCustomError:
+    return PydanticCustomError("url_parsing", "Input should be a valid URL, {error}", {"error": reason})
+
+
+ImageUrl = Annotated[str, AfterValidator(_image_url)]
+
+
 class TextToVideoInput(BaseModel):
     """Input of ``fal-ai/bytedance/seedance/v1.5/pro/text-to-video``."""
 
@@ -56,7 +103,9 @@ class TextToVideoInput(BaseModel):
     resolution: Resolution = Field(default=Resolution.P720, description="Video resolution")
     duration: Duration = Field(default=Duration.S5, description="Duration of the video in seconds")
     camera_fixed: bool = Field(default=False, description="Whether to fix the camera position")
-    seed: int | None = Field(default=None, description="Random seed to control video generation. Use -1 for random.")
+    seed: int | None = Field(
+        default=None, ge=-1, le=MAX_SEED, description="Random seed to control video generation. Use -1 for random."
+    )
     enable_safety_checker: bool = Field(default=True, description="If set to true, the safety checker will be enabled.")
     generate_audio: bool = Field(default=True, description="Whether to generate audio for the video")
 
@@ -73,8 +122,8 @@ class TextToVideoInput(BaseModel):
 class ImageToVideoInput(TextToVideoInput):
     """Input of ``fal-ai/bytedance/seedance/v1.5/pro/image-to-video``: text-to-video plus the frame images."""
 
-    image_url: str = Field(description="The URL of the image used to generate video")
-    end_image_url: str | None = Field(default=None, description="The URL of the image the video ends with.")
+    image_url: ImageUrl = Field(description="The URL of the image used to generate video")
+    end_image_url: ImageUrl | None = Field(default=None, description="The URL of the image the video ends with.")
 
 
 SeedanceInput = TextToVideoInput | ImageToVideoInput
@@ -121,23 +170,58 @@ def parse_input(endpoint: Endpoint, raw: bytes) -> TextToVideoInput:
     """
     if not raw.strip():
         raise InvalidInputError([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+    if json_too_deep(raw):
+        raise InvalidInputError([_too_deep_entry()])
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid encoding"
-        raise InvalidInputError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ["body", pos],
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": reason},
-                }
-            ]
-        ) from None
+    except RecursionError:  # a backstop, should the scan above ever let a body through: never a 500
+        raise InvalidInputError([_too_deep_entry()]) from None
+    except UnicodeDecodeError:
+        raise InvalidInputError([_json_invalid(0, "invalid encoding")]) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError([_json_invalid(exc.pos, exc.msg)]) from None
+    except ValueError:  # an integer literal longer than Python converts (sys.get_int_max_str_digits)
+        raise InvalidInputError([_json_invalid(0, "number literal too long")]) from None
     return validate_input(endpoint, payload)
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``raw`` nests arrays and objects more than ``limit`` levels deep, counted without recursion: one
+    linear pass over the brackets outside strings (an unterminated string runs to the end, as a decoder reads it)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if b"[" * (limit + 1) in brackets:
+        return True
+    return any(map(limit.__lt__, accumulate(map(_BRACKET_STEP.__getitem__, brackets))))
+
+
+# A JSON string, possessive so that the scan stays linear whatever the quotes and backslashes: every opening quote
+# matches, up to its closing quote or the end of the body.
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = tuple(1 if b in b"[{" else -1 for b in range(256))
+
+
+def _too_deep_entry() -> dict[str, Any]:
+    reason = f"nested more than {MAX_JSON_DEPTH} levels deep"
+    return {
+        "type": "json_invalid",
+        "loc": ["body"],
+        "msg": f"JSON decode error: {reason}",
+        "input": {},
+        "ctx": {"error": reason},
+    }
+
+
+def _json_invalid(pos: int, reason: str) -> dict[str, Any]:
+    return {
+        "type": "json_invalid",
+        "loc": ["body", pos],
+        "msg": "JSON decode error",
+        "input": {},
+        "ctx": {"error": reason},
+    }
 
 
 def validate_input(endpoint: Endpoint, payload: Any) -> TextToVideoInput:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from service.domain import schemas
 from service.domain.endpoints import (
     ENDPOINTS,
     IMAGE_TO_VIDEO,
@@ -19,6 +20,8 @@ from service.domain.endpoints import (
 )
 from service.domain.schemas import (
     INPUT_MODELS,
+    MAX_JSON_DEPTH,
+    MAX_SEED,
     AspectRatio,
     Duration,
     ImageToVideoInput,
@@ -26,6 +29,7 @@ from service.domain.schemas import (
     Resolution,
     SeedanceOutput,
     TextToVideoInput,
+    json_too_deep,
     normalized_input,
     parse_input,
     validate_input,
@@ -324,7 +328,7 @@ def test_booleans_reject_garbage(endpoint: Endpoint, field: str, value: Any, err
 # --- seed ----------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [-1, 0, 1, 42, 2**31 - 1, 2**32, -2])
+@pytest.mark.parametrize("seed", [-1, 0, 1, 42, 2**31 - 1, 2**32 - 1])
 def test_seed_accepts_ints_and_keeps_them(endpoint: Endpoint, seed: int) -> None:
     data = parse_input(endpoint, body(endpoint, seed=seed))
 
@@ -372,7 +376,7 @@ def test_a_non_finite_seed_is_rejected_and_rendered_as_strict_json(
         ({"seed": -1}, False),
         ({"seed": 0}, True),
         ({"seed": 42}, True),
-        ({"seed": -2}, True),
+        ({"seed": 2**32 - 1}, True),
     ],
 )
 def test_is_seeded_only_for_an_explicit_seed_other_than_minus_one(
@@ -562,13 +566,12 @@ ODD_FIELDS = ["prompt", "aspect_ratio", "resolution", "duration", "camera_fixed"
 ACCEPTED_ODD = [
     ("prompt", b'"\\u0000"'),
     ("prompt", b'"\\ud83d\\ude00 \\u00e9"'),
-    ("seed", b"123456789012345678901234567890"),
 ]
 REJECTED_ODD = [(f, v) for f in ODD_FIELDS for v in ODD_VALUES if (f, v) not in ACCEPTED_ODD]
 
 
 def odd_body(field: str, value: bytes) -> bytes:
-    return b'{"prompt": "p", "image_url": "u", "' + field.encode() + b'": ' + value + b"}"
+    return b'{"prompt": "p", "image_url": "https://e.com/u.png", "' + field.encode() + b'": ' + value + b"}"
 
 
 @pytest.mark.parametrize(("field", "value"), REJECTED_ODD)
@@ -759,3 +762,164 @@ def test_the_registry_holds_exactly_the_two_seedance_endpoints() -> None:
 def test_endpoints_are_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         IMAGE_TO_VIDEO.id = T2V  # type: ignore[misc]
+
+
+# --- hostile input: seed range, image URLs, deep and odd JSON ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "error_type", "msg"),
+    [
+        (-2, "greater_than_equal", "Input should be greater than or equal to -1"),
+        (-(2**40), "greater_than_equal", "Input should be greater than or equal to -1"),
+        (2**32, "less_than_equal", f"Input should be less than or equal to {MAX_SEED}"),
+        (2**70, "less_than_equal", f"Input should be less than or equal to {MAX_SEED}"),
+    ],
+)
+def test_seed_outside_minus_one_and_the_32_bit_range_is_rejected(
+    endpoint: Endpoint, seed: int, error_type: str, msg: str
+) -> None:
+    detail = errors_of(endpoint, body(endpoint, seed=seed))
+
+    assert [(e["loc"], e["type"], e["msg"]) for e in detail] == [(["body", "seed"], error_type, msg)]
+    assert_fastapi_shaped(detail)
+
+
+URL_PARSING = "url_parsing"
+BAD_IMAGE_URLS: list[tuple[str, str, str]] = [
+    ("", URL_PARSING, "Input should be a valid URL, input is empty"),
+    ("file:///etc/passwd", "url_scheme", "URL scheme should be 'http', 'https' or 'data'"),
+    ("gopher://127.0.0.1:70/_x", "url_scheme", "URL scheme should be 'http', 'https' or 'data'"),
+    ("ftp://e.com/a.png", "url_scheme", "URL scheme should be 'http', 'https' or 'data'"),
+    ("javascript:alert(1)", "url_scheme", "URL scheme should be 'http', 'https' or 'data'"),
+    ("cat.png", URL_PARSING, "Input should be a valid URL, relative URL without a base"),
+    ("//e.com/a.png", URL_PARSING, "Input should be a valid URL, relative URL without a base"),
+    ("https://", URL_PARSING, "Input should be a valid URL, empty host"),
+    ("http:///a.png", URL_PARSING, "Input should be a valid URL, empty host"),
+    ("https://e.com:99999/a.png", URL_PARSING, "Input should be a valid URL, invalid URL"),
+    ("https://[::1/a.png", URL_PARSING, "Input should be a valid URL, invalid URL"),
+    ("https://e.com/a b.png", URL_PARSING, "Input should be a valid URL, invalid character in URL"),
+    (" https://e.com/a.png", URL_PARSING, "Input should be a valid URL, invalid character in URL"),
+    ("https://e.com/a.png\r\nX-Injected: 1", URL_PARSING, "Input should be a valid URL, invalid character in URL"),
+    ("https://e.com\\@evil.com/a.png", URL_PARSING, "Input should be a valid URL, invalid character in URL"),
+    ("data:image/png;base64", URL_PARSING, "Input should be a valid URL, data URI without a comma"),
+]
+
+
+@pytest.mark.parametrize("field", ["image_url", "end_image_url"])
+@pytest.mark.parametrize(("url", "error_type", "msg"), BAD_IMAGE_URLS)
+def test_image_urls_must_be_http_urls_with_a_host_or_data_uris(field: str, url: str, error_type: str, msg: str) -> None:
+    detail = errors_of(IMAGE_TO_VIDEO, body(IMAGE_TO_VIDEO, **{field: url}))
+
+    assert [(e["loc"], e["type"], e["msg"], e["input"]) for e in detail] == [(["body", field], error_type, msg, url)]
+    assert_fastapi_shaped(detail)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        IMAGE,
+        "http://e.com/a.png",
+        "HTTPS://E.COM/A.PNG",
+        "https://user:secret@e.com:8443/a.png?x=1&y=%20#frag",
+        "https://[2001:db8::1]/a.png",
+        "https://127.0.0.1/a.png",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "DATA:,",
+        "data:text/plain,a b c",
+    ],
+)
+def test_good_image_urls_and_data_uris_are_forwarded_unchanged(url: str) -> None:
+    data = parse_input(IMAGE_TO_VIDEO, body(IMAGE_TO_VIDEO, image_url=url, end_image_url=url))
+
+    assert normalized_input(data)["image_url"] == url
+    assert normalized_input(data)["end_image_url"] == url
+
+
+def nested(depth: int, leaf: bytes = b"1") -> bytes:
+    """An object whose ``x`` field holds arrays and objects alternately: ``depth`` levels, the body included."""
+    inner = leaf
+    for level in range(depth - 1):
+        inner = b"[" + inner + b"]" if level % 2 else b'{"k": ' + inner + b"}"
+    return b'{"prompt": "p", "image_url": "https://e.com/a.png", "x": ' + inner + b"}"
+
+
+DEEP = {
+    "type": "json_invalid",
+    "loc": ["body"],
+    "msg": f"JSON decode error: nested more than {MAX_JSON_DEPTH} levels deep",
+    "input": {},
+    "ctx": {"error": f"nested more than {MAX_JSON_DEPTH} levels deep"},
+}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 20_000 + b"]" * 20_000,
+        b'{"a":' * 20_000 + b"1" + b"}" * 20_000,
+        b"[" * 20_000,  # never closed
+        b"[{}," * 20_000,  # alternating, never a long run of one bracket
+        nested(MAX_JSON_DEPTH + 1),
+    ],
+    ids=["arrays", "objects", "unclosed", "alternating", "one-too-deep"],
+)
+def test_json_nested_too_deeply_is_refused_before_decoding(endpoint: Endpoint, raw: bytes) -> None:
+    assert json_too_deep(raw)
+    assert errors_of(endpoint, raw) == [DEEP]
+
+
+def test_a_recursion_error_in_the_decoder_is_the_same_422(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schemas, "json_too_deep", lambda _raw: False)  # as if the scan had missed it
+
+    assert errors_of(endpoint, b"[" * 100_000 + b"]" * 100_000) == [DEEP]
+
+
+def test_json_at_the_depth_limit_is_decoded_and_the_extra_field_dropped(endpoint: Endpoint) -> None:
+    raw = nested(MAX_JSON_DEPTH)
+
+    assert not json_too_deep(raw)
+    assert normalized_input(parse_input(endpoint, raw))["prompt"] == "p"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"prompt": "' + b"[" * 10_000 + b'"}',
+        b'{"prompt": "\\"' + b"{" * 10_000 + b'"}',
+        b'{"prompt": "\\\\", "x": "' + b"[" * 10_000 + b'"}',
+        b"[]" * 10_000,
+        b"[" + b"[[]]," * 5_000 + b"[]]",
+    ],
+    ids=["in-a-string", "after-an-escaped-quote", "after-an-escaped-backslash", "flat", "wide"],
+)
+def test_brackets_in_strings_and_wide_structures_do_not_count_as_depth(raw: bytes) -> None:
+    assert not json_too_deep(raw)
+
+
+def test_the_depth_scan_stays_linear_on_pathological_quotes() -> None:
+    raw = b'"' + b'\\"' * 300_000 + b"[" * 100  # every quote escaped, never closed: one string to the end
+
+    assert not json_too_deep(raw)
+
+
+def test_an_integer_literal_too_long_to_convert_is_json_invalid(endpoint: Endpoint) -> None:
+    detail = errors_of(endpoint, body(endpoint)[:-1] + b', "seed": ' + b"9" * 5000 + b"}")
+
+    assert detail == [
+        {
+            "type": "json_invalid",
+            "loc": ["body", 0],
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": "number literal too long"},
+        }
+    ]
+
+
+def test_a_duplicate_key_keeps_its_last_value_as_fastapi_does_and_that_is_what_is_checked(endpoint: Endpoint) -> None:
+    accepted = parse_input(endpoint, body(endpoint)[:-1] + b', "seed": 1180591620717411303424, "seed": 7}')
+    detail = errors_of(endpoint, body(endpoint)[:-1] + b', "seed": 7, "seed": 1180591620717411303424}')
+
+    assert normalized_input(accepted)["seed"] == 7
+    assert [e["type"] for e in detail] == ["less_than_equal"]

@@ -106,8 +106,9 @@ class CacheAnswers:
             leader_id=leader_id,
             estimate_micros=0,
         )
-        await self._store.create(follower)
+        # The schedule entry first, as for every job: if anything fails after it, the tracker finds the follower.
         await self._due.schedule(follower.request_id, self._ms(self._clock() + self._s.tracker_poll_max_seconds))
+        await self._store.create(follower)
         leader = await self._followers.attach(follower)
         if leader is not None:
             await self._completion.complete(follower, **outcome_of(leader))

@@ -228,6 +228,10 @@ class FalClient:
         except (httpx.TimeoutException, TimeoutError):
             outcome = "timeout"
             raise UpstreamTimeout("fal did not answer in time") from None
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # The request was written and the answer cut off: fal may have acted on it. Like a timeout, that is an
+            # unknown outcome (a submit is then never retried and reported as such), not "fal is unavailable".
+            raise UpstreamTimeout(f"fal's answer was cut off: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"Error talking to fal: {type(exc).__name__}") from None
         finally:

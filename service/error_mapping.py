@@ -30,3 +30,8 @@ def litestar_validation_detail(exc: ValidationException) -> list[dict[str, Any]]
             {"type": "value_error", "loc": [str(entry.get("source", "body")), *key.split(".")], "msg": message}
         )
     return detail or [{"type": "value_error", "loc": ["body"], "msg": str(exc.detail)}]
+
+
+def too_deep_detail() -> list[dict[str, Any]]:
+    """fal's detail list for a body the JSON decoder could not descend into (nested too deep)."""
+    return [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error: the body is nested too deep"}]

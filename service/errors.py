@@ -39,6 +39,7 @@ MRO so that the most specific row wins; a conversion builds a new error, never c
     litestar ValidationException    InvalidRequest (422): Litestar's validation errors as fal's detail list
     litestar NotFoundException      NotFound (404)
     litestar HTTPException          PayloadTooLarge (413), else GatewayError with Litestar's status and detail
+    RecursionError                  InvalidRequest (422 json_invalid): a body nested too deep to decode
     Exception                       GatewayError (500, internal_error)
 """
 
@@ -52,7 +53,7 @@ from typing import Any
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from redis.exceptions import RedisError
 
-from service.error_mapping import litestar_validation_detail
+from service.error_mapping import litestar_validation_detail, too_deep_detail
 
 
 class GatewayError(Exception):
@@ -285,6 +286,7 @@ EXCEPTION_TABLE: Mapping[type[Exception], Converter] = MappingProxyType(
         ValidationException: _invalid_request,
         NotFoundException: _not_found,
         HTTPException: _http_error,
+        RecursionError: lambda _: InvalidRequest(too_deep_detail()),
         Exception: _internal_error,
     }
 )

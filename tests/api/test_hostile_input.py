@@ -145,3 +145,12 @@ async def test_a_data_uri_image_is_still_accepted_and_forwarded(gateway: Gateway
     assert response.status_code == 200, response.text
     (forwarded,) = [r["input"] for r in gateway.sim.stats()["requests"].values()]
     assert forwarded["image_url"] == image
+
+
+async def test_a_deeply_nested_body_to_a_route_litestar_decodes_is_a_422(gateway: Gateway) -> None:
+    deep = b"[" * 20_000 + b"]" * 20_000
+    response = await gateway.client.post(
+        "/admin/tenants", content=deep, headers={**gateway.admin, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"

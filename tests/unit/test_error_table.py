@@ -66,6 +66,7 @@ def validation(*entries: Any) -> ValidationException:
     return ValidationException(detail="Validation failed for POST /fal-ai/x", extra=list(entries))
 
 
+TOO_DEEP = "JSON decode error: the body is nested too deep"
 CASES: list[Case] = [
     # GatewayError: answered as itself.
     Case(
@@ -98,6 +99,19 @@ CASES: list[Case] = [
         **request_error(503, "fal is down", "upstream_unavailable"),
     ),
     Case("upstream-rejected", UpstreamRejected(418, {"detail": "teapot"}), GatewayError, 418, {"detail": "teapot"}, {}),
+    # RecursionError: a body the JSON decoder could not descend into.
+    Case(
+        "too-deep",
+        RecursionError("maximum recursion depth exceeded"),
+        RecursionError,
+        422,
+        {
+            "detail": [
+                {"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error: the body is nested too deep"}
+            ]
+        },
+        {},
+    ),
     # RedisError and its subclasses: the state store is unavailable.
     Case(
         "redis",

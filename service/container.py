@@ -130,6 +130,7 @@ def build_deps(
         admission=admission,
         completion=completion,
         metrics=metrics,
+        recorder=recorder,
         clock=clock,
     )
     signing_keys = SigningKeys(r, settings.webhook_signing_keys)

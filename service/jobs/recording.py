@@ -100,6 +100,16 @@ class UpstreamRecorder:
         self._metrics.upstream_ids_pending.set(len(self._pending))
         return True
 
+    async def write_now(self, request_id: str) -> bool:
+        """Write a kept id at once (the tracker asks before giving up on a job stuck submitting). True if written."""
+        accepted = self._pending.get(request_id)
+        if accepted is None or not await self._write(accepted):
+            return False
+        del self._pending[request_id]
+        self._metrics.upstream_ids_pending.set(len(self._pending))
+        log.info("job_record_recovered", request_id=request_id, by="tracker")
+        return True
+
     async def _write(self, accepted: Accepted) -> bool:
         return await self._store.update(
             accepted.request_id,

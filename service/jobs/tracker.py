@@ -22,6 +22,7 @@ from service.domain.jobs import Job, JobState, Outcome, failed_fields, poll_dela
 from service.errors import UpstreamError
 from service.jobs.completion import Completion
 from service.jobs.followers import outcome_of
+from service.jobs.recording import UpstreamRecorder
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
 from service.schedule import LeaseWorker
@@ -44,8 +45,10 @@ class JobTracker:
         admission: Admission,
         completion: Completion,
         metrics: Metrics,
+        recorder: UpstreamRecorder | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._recorder = recorder
         self._admission = admission
         self._completion = completion
         self._s = settings
@@ -195,6 +198,10 @@ class JobTracker:
         deadline = job.created_at + self._s.submit_grace_seconds
         if self._clock() < deadline:
             await self._due.schedule(job.request_id, int(deadline * 1000))
+            return
+        if self._recorder is not None and await self._recorder.write_now(job.request_id):
+            # fal accepted it while Redis was away, and this process kept its id: track it instead of failing it.
+            await self._reschedule(job.request_id, 0)
             return
         await self._fail(
             job,

@@ -48,15 +48,6 @@ async def test_a_follower_refused_between_record_and_schedule_still_finishes(
         await eventually(every_record_finished, timeout=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a job fal accepted while Redis was away (500 upstream_accepted_unrecorded: 'the gateway keeps it and "
-    "tracks it as soon as the store is back') is failed as upstream_submit_unknown by the tracker's stalled-submit "
-    "check (service/jobs/tracker.py _check_stalled_submit) once the outage outlasts the submit grace "
-    "(GATEWAY_UPSTREAM_SUBMIT_TIMEOUT_SECONDS + GATEWAY_TRACKER_LEASE_SECONDS), although the process's recorder still "
-    "holds fal's id; the recorder's late write is then refused (written=False). fal runs and bills the job; the "
-    "tenant gets an error, no result, and no charge",
-)
 async def test_a_job_fal_accepted_during_a_long_outage_is_tracked_once_redis_is_back(
     redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

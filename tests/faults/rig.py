@@ -33,7 +33,6 @@ from tests.support.faults import (
     Observation,
     TenantBooks,
     job_record,
-    stranded_followers,
     unsettled,
     violations,
 )
@@ -515,27 +514,24 @@ def settled_observation(
     tenant_ids: Sequence[str],
     answers: Sequence[Answer],
     *,
-    stranded_ok: bool = False,
     timeout: float = 30.0,
 ) -> Observation:
     """Poll until nothing is moving any more (every job finished, nothing scheduled, held or reserved); fail with
-    what still moves, and every broken invariant, after ``timeout``. ``stranded_ok``: see :func:`assert_invariants`."""
+    what still moves, and every broken invariant, after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         obs = observe(rig, store, tenant_ids, answers)
-        tolerate = stranded_followers(obs) if stranded_ok else frozenset()
-        pending = unsettled(obs, tolerate)
+        pending = unsettled(obs)
         if not pending:
             return obs
         if time.monotonic() > deadline:
-            pytest.fail(f"not settled within {timeout}s:\n" + "\n".join(pending + violations(obs, tolerate)))
+            pytest.fail(f"not settled within {timeout}s:\n" + "\n".join(pending + violations(obs)))
         time.sleep(0.25)
 
 
-def assert_invariants(obs: Observation, *, stranded_ok: bool = False) -> None:
-    """Fail with every broken invariant. ``stranded_ok``, for scenarios where Redis fails or the gateway dies: the
-    records of the known stranded-follower bug (``tests/faults/test_found_bugs.py``) are left out."""
-    broken = violations(obs, stranded_followers(obs) if stranded_ok else frozenset())
+def assert_invariants(obs: Observation) -> None:
+    """Fail with every broken invariant, one per line."""
+    broken = violations(obs)
     assert not broken, "\n".join(broken)
 
 
@@ -594,7 +590,6 @@ def drive(
     *,
     count: int = 45,
     rate: float = 10.0,
-    stranded_ok: bool = False,
 ) -> tuple[list[Answer], Observation]:
     """Create the tenants, run ``count`` mixed submits at ``rate`` per second while ``inject`` acts (it gets the load,
     to wait for its progress), collect every answer, and return them with the settled observation."""
@@ -602,4 +597,4 @@ def drive(
     with Load(rig, tenant_keys, mixed_plan(tag, count), rate=rate) as load:
         inject(load)
         answers = load.join()
-    return answers, settled_observation(rig, store, list(tenant_keys), answers, stranded_ok=stranded_ok)
+    return answers, settled_observation(rig, store, list(tenant_keys), answers)

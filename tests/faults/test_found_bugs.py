@@ -1,4 +1,4 @@
-"""Bugs the fault scenarios found, each reproduced deterministically in-process and marked xfail until it is fixed."""
+"""Bugs the fault scenarios found, each reproduced deterministically in-process: xfail while open, then kept."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service import keys
+from service.jobs.recording import UpstreamRecorder
 from service.jobs.store import JobStore
 from tests.support.gateway import BASE_URL, fast_settings, fast_simulator, running_gateway
 from tests.support.waiting import eventually
@@ -77,6 +78,46 @@ async def test_a_job_fal_accepted_during_a_long_outage_is_tracked_once_redis_is_
 
         await eventually(tracker_came, timeout=5)
         away = False
+        final = await gw.wait_status(f"/queue/fal-ai/bytedance/requests/{request_id}/status")
+        assert "error" not in final, final
+        assert gw.sim.stats()["calls"]["submit"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: JobTracker._check_stalled_submit decides on the record it read before the deadline check; if the "
+    "recorder's background flush writes fal's id in between, write_now finds nothing kept (False) and _fail completes "
+    "the job as upstream_submit_unknown with fal's id recorded: fal runs and bills it, nobody follows it. The "
+    "completion of a stalled submit must be conditional on the record still having no upstream id (in "
+    "job_complete.lua, or by re-reading it when write_now returns False)",
+)
+async def test_a_job_whose_id_is_written_while_the_tracker_looks_at_it_is_not_failed(
+    redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the Redis stop scenario (a job failed 50 ms after its id was written). The interleaving is forced:
+    the tracker reads the job still SUBMITTING past its grace, then the recorder's flush lands, then write_now."""
+    refusing = True
+    update, write_now = JobStore.update, UpstreamRecorder.write_now
+
+    async def failing_update(store: JobStore, request_id: str, **values: Any) -> bool:
+        if refusing and "upstream_id" in values:  # Redis refuses fal's id until the tracker has read the record
+            raise RedisConnectionError("Redis went away")
+        return await update(store, request_id, **values)
+
+    async def flushed_first(recorder: UpstreamRecorder, request_id: str) -> bool:
+        nonlocal refusing
+        refusing = False
+        await recorder.flush()  # the background loop's write, landing between the tracker's read and this call
+        return await write_now(recorder, request_id)
+
+    monkeypatch.setattr(JobStore, "update", failing_update)
+    monkeypatch.setattr(UpstreamRecorder, "write_now", flushed_first)
+    settings = fast_settings(redis_url, upstream_submit_timeout_seconds=0.5)
+    async with running_gateway(redis_client, fast_simulator(), settings) as gw:
+        answer = await gw.submit()
+        assert (answer.status_code, answer.json()["error_type"]) == (500, "upstream_accepted_unrecorded")
+        request_id = answer.json()["request_id"]
+        gw.clock.advance(settings.submit_grace_seconds + 1)
         final = await gw.wait_status(f"/queue/fal-ai/bytedance/requests/{request_id}/status")
         assert "error" not in final, final
         assert gw.sim.stats()["calls"]["submit"] == 1

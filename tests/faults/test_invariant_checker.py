@@ -1,5 +1,4 @@
-"""The fault suite's invariant checker (tests.support.faults) on hand-made runs: quiet on a clean one, loud on each
-broken invariant."""
+"""The invariant checker of tests.support.faults on hand-made runs: quiet on a clean one, loud on each breach."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from tests.support.faults import (
     Observation,
     TenantBooks,
     job_record,
-    stranded_followers,
     unsettled,
     violations,
 )
@@ -153,19 +151,6 @@ def test_the_surplus_of_upstream_jobs_is_bounded_by_the_unknown_outcomes() -> No
     assert any("4 upstream submits" in line for line in violations(refused))
     assert violations(replace(CLEAN, upstream_ids=["u1", "u2"])) == []  # the timed-out submit never reached fal
     assert any("only 1 upstream submits" in line for line in violations(replace(CLEAN, upstream_ids=["u1"])))
-
-
-def test_only_stranded_followers_are_tolerated() -> None:
-    stranded = _with_job(CLEAN, JobRecord("f", "a", "IN_QUEUE", cache_role="follower"))
-    stranded = _with_books(stranded, "a", history={**CLEAN.tenants["a"].history, "f": "IN_QUEUE"})
-    assert stranded_followers(stranded) == {"f"}
-    assert violations(stranded, stranded_followers(stranded)) == []
-    assert any("job f never finished" in line for line in violations(stranded))
-    # One its client was given, or one still scheduled, is not stranded.
-    given = replace(stranded, answers=[*stranded.answers, Answer("a", 200, request_id="f")])
-    assert stranded_followers(given) == set()
-    assert stranded_followers(replace(stranded, due=frozenset({"f"}))) == set()
-    assert stranded_followers(_with_job(stranded, JobRecord("f", "a", "SUBMITTING", cache_role="leader"))) == set()
 
 
 def test_answers_say_what_was_accepted_and_what_is_unknown() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,34 +108,17 @@ class Observation:
     due: frozenset[str] = frozenset()  # request ids still in the tracker's schedule (gw:v1:tracker:due)
 
 
-def stranded_followers(obs: Observation) -> frozenset[str]:
-    """Follower records no client was given, unfinished and unscheduled: what a Redis failure between a follower's
-    record and its schedule entry leaves (the known bug of tests/faults/test_found_bugs.py). A scenario that
-    can meet that bug tolerates exactly these ids, and nothing else."""
-    given = {a.request_id for a in obs.answers if a.accepted}
-    return frozenset(
-        job.request_id
-        for job in obs.jobs.values()
-        if job.cache_role == "follower" and not job.finished and job.request_id not in obs.due | given
-    )
-
-
-def unsettled(obs: Observation, tolerate: AbstractSet[str] = frozenset()) -> list[str]:
+def unsettled(obs: Observation) -> list[str]:
     """What is still moving: unfinished jobs, scheduled jobs, held reservations and slots. Empty once settled."""
-    problems = [
-        f"job {job.request_id} is not finished ({job.state})"
-        for job in obs.jobs.values()
-        if not job.finished and job.request_id not in tolerate
-    ]
+    problems = [f"job {job.request_id} is not finished ({job.state})" for job in obs.jobs.values() if not job.finished]
     problems += [f"job {rid} is still in the tracker's schedule" for rid in sorted(obs.due)]
     return problems + hold_violations(obs) + reserved_violations(obs)
 
 
-def violations(obs: Observation, tolerate: AbstractSet[str] = frozenset()) -> list[str]:
-    """Every invariant broken by the run, one line each; empty when the run kept all five. ``tolerate``: request ids
-    of known-bug records (``stranded_followers``) left out of the completion checks."""
+def violations(obs: Observation) -> list[str]:
+    """Every invariant broken by the run, one line each; empty when the run kept all five."""
     return (
-        completion_violations(obs, tolerate)
+        completion_violations(obs)
         + upstream_violations(obs)
         + ledger_violations(obs)
         + hold_violations(obs)
@@ -144,7 +126,7 @@ def violations(obs: Observation, tolerate: AbstractSet[str] = frozenset()) -> li
     )
 
 
-def completion_violations(obs: Observation, tolerate: AbstractSet[str] = frozenset()) -> list[str]:
+def completion_violations(obs: Observation) -> list[str]:
     """1. Every accepted job reaches COMPLETED with a result or an error, and so does every job record there is."""
     problems = [f"a {a.status} answer for {a.tenant} carried no request id" for a in obs.answers if _idless_200(a)]
     ids = Counter(a.request_id for a in obs.answers if a.accepted)
@@ -158,8 +140,6 @@ def completion_violations(obs: Observation, tolerate: AbstractSet[str] = frozens
         elif job.tenant != answer.tenant:
             problems.append(f"accepted job {job.request_id} of {answer.tenant} is recorded for {job.tenant}")
     for job in obs.jobs.values():
-        if job.request_id in tolerate and not job.finished:
-            continue
         if not job.finished:
             problems.append(f"job {job.request_id} never finished: {job.state}, settling={job.settling}")
         elif job.outcome == "ok" and not job.has_result:
@@ -174,7 +154,7 @@ def completion_violations(obs: Observation, tolerate: AbstractSet[str] = frozens
         problems += [
             f"the admin history shows job {rid} of {tenant} as {status}"
             for rid, status in sorted(books.history.items())
-            if status != "COMPLETED" and rid not in tolerate
+            if status != "COMPLETED"
         ]
     return problems
 

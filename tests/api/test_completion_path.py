@@ -84,8 +84,15 @@ class Rig:
 
 
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
-    return fast_settings(redis_url, upstream_submit_timeout_seconds=0.5, upstream_submit_connect_retries=0)
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def settings(redis_url: str, settings_overrides: dict[str, Any]) -> Settings:
+    return fast_settings(
+        redis_url, upstream_submit_timeout_seconds=0.5, upstream_submit_connect_retries=0, **settings_overrides
+    )
 
 
 @pytest.fixture
@@ -141,7 +148,9 @@ async def test_submit_outcome_unknown(rig: Rig) -> None:
     assert list(outcomes.values()) == [("error", "upstream_submit_unknown")]
 
 
+@pytest.mark.parametrize("settings_overrides", [{"reservation_ttl_seconds": 1.0}])
 async def test_record_lost_after_fal_accepted(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process keeps fal's id only as long as a reservation lives (1 s here); after that the record is lost."""
     original = JobStore.update
 
     async def losing_update(self: JobStore, request_id: str, **values: Any) -> bool:

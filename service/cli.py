@@ -16,6 +16,7 @@ from service.logging import configure_logging
 from service.outbound import webhook_policy
 from service.server import run_server
 from service.webhooks.signing import parse_signing_keys
+from service.workers import supervise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"seedance-gateway: invalid configuration:\n{exc}", file=sys.stderr)  # noqa: T201
         return 2
-    return _serve(args, settings)
+    return _serve(args, settings, list(sys.argv[1:] if argv is None else argv))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--simulator", action="store_true", help="Use the built-in fal simulator as upstream (never in production)"
     )
+    serve.add_argument(
+        "--workers", type=int, default=None, help="Processes sharing the port (default GATEWAY_WORKERS, 1)"
+    )
+    serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
     sub.add_parser("worker", help="Run only the job tracker (plus /healthz, /readyz, /metrics)")
     sim = sub.add_parser("simulator", help="Run the fal queue simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
@@ -64,19 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    """``serve`` and ``worker``: validate the configuration, then run until stopped."""
-    if args.command == "serve" and args.simulator:
-        settings = settings.model_copy(update={"simulator": True})
+def _serve(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
+    """``serve`` and ``worker``: validate the configuration, then run until stopped (``--workers``: supervise)."""
+    worker = args.command == "worker"
+    if not worker:
+        updates: dict[str, object] = {"simulator": True} if args.simulator else {}
+        if args.workers is not None:
+            updates["workers"] = args.workers
+        settings = settings.model_copy(update=updates)
     problem = _serve_problem(settings)
     if problem:
         print(f"seedance-gateway: {problem}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(settings)
-    worker = args.command == "worker"
+    shared_port = not worker and args.shared_port
+    if not worker and settings.workers > 1 and not shared_port:
+        return supervise(argv, settings.workers)
     if worker:
         settings = settings.model_copy(update={"tracker_enabled": True})
-    run_server(create_app(settings, serve_api=not worker), settings)
+    run_server(create_app(settings, serve_api=not worker), settings, shared_port=shared_port)
     return 0
 
 
@@ -91,6 +102,8 @@ def _serve_problem(settings: Settings) -> str | None:
             parse_signing_keys(settings.webhook_signing_keys.get_secret_value())
     except ValueError as exc:
         return f"invalid webhook configuration: {exc}"
+    if settings.workers > 1 and settings.simulator:
+        return "--workers needs a real upstream: each worker would run its own built-in simulator"
     if not settings.simulator and settings.fal_key is None:
         return (
             "GATEWAY_FAL_KEY is required; to run against the built-in simulator instead, choose it explicitly "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     upstream_read_timeout_seconds: float = Field(default=30.0, gt=0)
     upstream_submit_timeout_seconds: float = Field(default=60.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
+    upstream_keepalive_seconds: float = Field(
+        default=4.0,
+        gt=0,
+        description="How long an idle connection to fal is kept for reuse; below the server's own idle timeout, so a "
+        "request never goes out on a connection the server is closing.",
+    )
     upstream_submit_connect_retries: int = Field(default=2, ge=0, le=5)
     upstream_breaker_failures: int = Field(
         default=5, ge=1, description="Consecutive failures (transport, timeout, 5xx, 429) that open a circuit."
@@ -66,7 +73,7 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
 
-    # Connections (service/limits_http.py): slow clients, header limits and the per-process connection cap
+    # Connections (service/limits_http*.py): slow clients, header limits and the per-process connection cap
     header_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
@@ -86,6 +93,11 @@ class Settings(BaseSettings):
         description="Open connections (or requests in progress) per process; a request beyond "
         "them gets 503 too_many_connections.",
     )
+    http_parser: Literal["httptools", "h11"] = Field(
+        default="httptools", description="httptools (llhttp, fast) or h11 (pure Python); the same limits apply to both."
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(default="uvloop", description="uvloop (fast) or asyncio's own.")
+    workers: int = Field(default=1, ge=1, le=64, description="`serve` processes sharing the port (SO_REUSEPORT).")
 
     # Webhooks: delivery, signing, and fal's own webhooks inbound (see docs/webhooks.md)
     webhook_allow_private: bool = Field(
@@ -176,7 +188,12 @@ class Settings(BaseSettings):
     # Job tracker
     tracker_enabled: bool = Field(default=True, description="Run the job tracker inside `serve`.")
     tracker_poll_initial_seconds: float = Field(default=0.5, gt=0)
-    tracker_poll_max_seconds: float = Field(default=5.0, gt=0)
+    tracker_poll_max_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait between polls of a running job."
+    )
+    tracker_poll_queued_max_seconds: float = Field(
+        default=15.0, gt=0, description="Longest wait between polls of a job still in fal's queue."
+    )
     tracker_poll_backoff: float = Field(default=1.5, ge=1.0)
     tracker_lease_seconds: float = Field(default=30.0, gt=0)
     tracker_concurrency: int = Field(default=32, ge=1)
@@ -193,6 +210,8 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE must be set together")
         if self.tracker_poll_max_seconds < self.tracker_poll_initial_seconds:
             raise ValueError("GATEWAY_TRACKER_POLL_MAX_SECONDS must be >= GATEWAY_TRACKER_POLL_INITIAL_SECONDS")
+        if self.tracker_poll_queued_max_seconds < self.tracker_poll_initial_seconds:
+            raise ValueError("GATEWAY_TRACKER_POLL_QUEUED_MAX_SECONDS must be >= GATEWAY_TRACKER_POLL_INITIAL_SECONDS")
         if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
             # A delivery still being sent must not be claimed again by another replica.
             raise ValueError("GATEWAY_WEBHOOK_LEASE_SECONDS must be longer than GATEWAY_WEBHOOK_TIMEOUT_SECONDS")

@@ -136,7 +136,7 @@ class LimitedH11Protocol(H11Protocol):
             detail = "Request header fields too large"
         else:
             detail = f"Invalid HTTP request: {error}" if error is not None else msg
-        body, headers = _error(detail, ERROR_TYPES.get(status, "bad_request"))
+        body, headers = error_answer(detail, ERROR_TYPES.get(status, "bad_request"))
         for event in (
             h11.Response(status_code=status, headers=headers, reason=STATUS_PHRASES[status]),
             h11.Data(data=body),
@@ -175,7 +175,7 @@ class LimitedH11Protocol(H11Protocol):
         cap = self.limits.max_connections
         over = len(self.connections) > cap or len(self.tasks) >= cap
         if over:
-            log.warning("connection_limit_reached", max_connections=cap, client=_client(self.client))
+            log.warning("connection_limit_reached", max_connections=cap, client=client_text(self.client))
         return over
 
     def _arm(self, seconds: float, what: str) -> None:
@@ -190,23 +190,23 @@ class LimitedH11Protocol(H11Protocol):
     def _expired(self, what: str) -> None:
         self.deadline = None
         if not self.transport.is_closing():
-            log.info("connection_deadline_expired", waiting_for=what, client=_client(self.client))
+            log.info("connection_deadline_expired", waiting_for=what, client=client_text(self.client))
             self.transport.close()
 
 
 async def too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """The answer beyond ``max_connections``: fal's request-error shape, never reaching the gateway's app."""
     del scope, receive
-    body, headers = _error("Too many open connections; retry shortly", "too_many_connections")
+    body, headers = error_answer("Too many open connections; retry shortly", "too_many_connections")
     await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"retry-after", b"1")]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _client(address: tuple[str, int] | None) -> str | None:
+def client_text(address: tuple[str, int] | None) -> str | None:
     return f"{address[0]}:{address[1]}" if address else None
 
 
-def _error(detail: str, error_type: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+def error_answer(detail: str, error_type: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """A request error as every gateway error is (docs/protocol.md §6.1), for answers given outside the app."""
     body = json.dumps({"detail": detail, "error_type": error_type}).encode()
     headers = [

@@ -1,29 +1,37 @@
-"""Running an app under uvicorn with the gateway's settings: host, port, TLS, connection limits, graceful shutdown."""
+"""Running an app under uvicorn with the gateway's settings: host, port, TLS, parser, event loop, connection limits,
+graceful shutdown."""
 
 from __future__ import annotations
+
+import socket
 
 import uvicorn
 from litestar import Litestar
 
 from service.config import Settings
 from service.limits_http import ConnectionLimits, limited_protocol
+from service.limits_httptools import limited_httptools_protocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 15
 
 
 def server_config(app: Litestar, settings: Settings) -> uvicorn.Config:
-    """uvicorn's configuration for ``app``: h11 with the gateway's connection limits (``service/limits_http.py``),
-    no WebSocket upgrades (the gateway serves none), and no access log of uvicorn's own (the app logs each request).
+    """uvicorn's configuration for ``app``: the chosen parser (httptools by default, h11 on request) with the
+    gateway's connection limits (``service/limits_http*.py``), the chosen event loop, no WebSocket upgrades (the
+    gateway serves none), and no access log of uvicorn's own (the app logs each request).
 
     A TLS handshake is bounded by asyncio's own default (60 s); the header deadline starts once it is done.
     """
+    limits = ConnectionLimits.from_settings(settings)
+    protocol = limited_httptools_protocol(limits) if settings.http_parser == "httptools" else limited_protocol(limits)
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        http=limited_protocol(ConnectionLimits.from_settings(settings)),
+        http=protocol,
+        loop=settings.event_loop,
         ws="none",
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_config=None,
@@ -33,5 +41,17 @@ def server_config(app: Litestar, settings: Settings) -> uvicorn.Config:
     )
 
 
-def run_server(app: Litestar, settings: Settings) -> None:
-    uvicorn.Server(server_config(app, settings)).run()
+def run_server(app: Litestar, settings: Settings, *, shared_port: bool = False) -> None:
+    """Serve until stopped. ``shared_port``: bind with SO_REUSEPORT, so that several processes (``--workers``) listen
+    on the same port and the kernel spreads the connections over them."""
+    config = server_config(app, settings)
+    if not shared_port:
+        uvicorn.Server(config).run()
+        return
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((settings.host, settings.port))
+    sock.set_inheritable(True)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -119,12 +119,12 @@ def start_thread(redis_url: str, settings: dict[str, Any]) -> Server:
     return started
 
 
-@pytest.fixture(scope="module", params=["process", "thread"])
+@pytest.fixture(scope="module", params=["process", "thread-httptools", "thread-h11"])
 def servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[tuple[Server, Server]]:
     """Two gateways: ``strict`` with one-second read deadlines, ``capped`` with long ones and a small cap; as real
-    processes, then in threads."""
+    processes (httptools, the default parser), then in threads with each parser."""
     flush(redis_url)
     saved = structlog.get_config()
     started: list[Server] = []
@@ -135,8 +135,9 @@ def servers(
             started.append(start_process(tmp, redis_url, "capped", CAPPED))
         else:
             structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # the threads' logs stay quiet
-            started.append(start_thread(redis_url, STRICT))
-            started.append(start_thread(redis_url, CAPPED))
+            parser = {"http_parser": request.param.removeprefix("thread-")}
+            started.append(start_thread(redis_url, STRICT | parser))
+            started.append(start_thread(redis_url, CAPPED | parser))
         yield started[0], started[1]
     finally:
         for server in started:

@@ -23,6 +23,7 @@ from service.config import Settings
 from service.domain.pricing import PriceTable
 from service.domain.webhooks import parse_schedule
 from service.events import EventBus
+from service.jobs.api import JobApi
 from service.jobs.cancel import Cancellation
 from service.jobs.completion import Completion, CompletionHook
 from service.jobs.events import JobEvents
@@ -73,6 +74,7 @@ class Deps:
     delivery_worker: DeliveryWorker
     fal_webhooks: FalWebhookReceiver
     recorder: UpstreamRecorder
+    job_api: JobApi
 
 
 def build_deps(
@@ -135,11 +137,31 @@ def build_deps(
     )
     signing_keys = SigningKeys(r, settings.webhook_signing_keys)
     webhook_secrets = TenantSecrets(r, grace_seconds=settings.webhook_secret_grace_seconds, clock=clock)
+    authenticator = Authenticator(r, tenants, bus, metrics=metrics, settings=settings, clock=clock)
+    submits = SubmitPipeline(
+        settings=settings,
+        store=store,
+        due=due,
+        fal=fal,
+        admission=admission,
+        ledger=ledger,
+        budgets=budgets,
+        cache=cache,
+        followers=followers,
+        completion=completion,
+        recorder=recorder,
+        idempotency=IdempotencyKeys(r, store),
+        metrics=metrics,
+        clock=clock,
+    )
+    cancellation = Cancellation(
+        queries=queries, store=store, due=due, fal=fal, followers=followers, completion=completion, clock=clock
+    )
     return Deps(
         redis=r,
         bus=bus,
         tenants=tenants,
-        authenticator=Authenticator(r, tenants, bus, metrics=metrics, settings=settings, clock=clock),
+        authenticator=authenticator,
         admission=admission,
         audit=AuditLog(r, max_entries=settings.audit_max_entries, clock=clock),
         ledger=ledger,
@@ -158,27 +180,11 @@ def build_deps(
         job_store=store,
         due=due,
         completion=completion,
-        submits=SubmitPipeline(
-            settings=settings,
-            store=store,
-            due=due,
-            fal=fal,
-            admission=admission,
-            ledger=ledger,
-            budgets=budgets,
-            cache=cache,
-            followers=followers,
-            completion=completion,
-            recorder=recorder,
-            idempotency=IdempotencyKeys(r, store),
-            metrics=metrics,
-            clock=clock,
-        ),
+        submits=submits,
         queries=queries,
-        cancellation=Cancellation(
-            queries=queries, store=store, due=due, fal=fal, followers=followers, completion=completion, clock=clock
-        ),
+        cancellation=cancellation,
         tracker=tracker,
+        job_api=JobApi(authenticator, submits, queries, cancellation, ledger, settings, metrics),
         signing_keys=signing_keys,
         webhook_secrets=webhook_secrets,
         deliveries=deliveries,

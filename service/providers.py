@@ -8,7 +8,9 @@ Handlers declare a collaborator by name and type (``queries: NamedDependency[Job
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from redis.asyncio import Redis
@@ -18,13 +20,14 @@ from service.budgets.ledger import BudgetLedger
 from service.budgets.usage import BudgetReader
 from service.cache.store import ResultCache
 from service.container import Deps
+from service.jobs.api import Call
 from service.jobs.cancel import Cancellation
 from service.jobs.fal_webhooks import FalWebhookReceiver
 from service.jobs.queries import JobQueries
 from service.jobs.store import JobStore
 from service.jobs.submit import SubmitPipeline
 from service.tenants.admission import Admission
-from service.tenants.auth import Authenticator
+from service.tenants.auth import Authenticator, authenticate_request
 from service.tenants.store import TenantStore
 from service.webhooks.secrets import TenantSecrets
 from service.webhooks.signing import SigningKeys
@@ -100,6 +103,13 @@ def provide_fal_webhooks(state: State) -> FalWebhookReceiver:
     return deps_of(state).fal_webhooks
 
 
+async def provide_call(request: Request[Any, Any, Any], state: State) -> Call:
+    """The one dependency of the job routes (``service/jobs/api.py``): the caller authenticated, and the routes'
+    collaborators."""
+    api = deps_of(state).job_api
+    return Call(await authenticate_request(request, api.authenticator), api)
+
+
 def dependencies() -> dict[str, Provide]:
     """The app-level providers of everything in the container, by the name handlers declare."""
     providers: dict[str, Callable[[State], object]] = {
@@ -120,4 +130,7 @@ def dependencies() -> dict[str, Provide]:
         "deliveries": provide_deliveries,
         "fal_webhooks": provide_fal_webhooks,
     }
-    return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}
+    return {
+        **{name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()},
+        "call": Provide(provide_call),
+    }

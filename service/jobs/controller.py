@@ -14,7 +14,6 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from service.budgets.ledger import BudgetLedger
 from service.cache.service import directive_of
 from service.config import Settings
 from service.domain.endpoints import RequestPath, app_of, parse_request_path
@@ -22,12 +21,11 @@ from service.domain.jobs import Job, JobMode, JobUrls, job_urls, status_payload,
 from service.domain.urls import PUBLIC_ONLY
 from service.errors import GatewayTimeout, NotFound
 from service.jobs import intake
-from service.jobs.cancel import Cancellation
+from service.jobs.api import Call, JobApi
 from service.jobs.idempotency import checked_key
 from service.jobs.queries import JobQueries
 from service.jobs.responses import cache_headers, cost_headers, json_response, result_response
-from service.jobs.submit import SubmitPipeline, SubmitRequest
-from service.metrics import Metrics
+from service.jobs.submit import SubmitRequest
 from service.outbound import webhook_policy
 from service.tenants.auth import Principal
 from service.upstream.fal import FORWARDED_SUBMIT_HEADERS
@@ -47,16 +45,14 @@ class QueueController(Controller):
         self,
         request: AnyRequest,
         fal_path: FromPath[str],
-        submits: NamedDependency[SubmitPipeline],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
-        metrics: NamedDependency[Metrics],
+        call: NamedDependency[Call],
         fal_webhook: FromQuery[str | None] = None,
     ) -> Response[Any]:
-        submit = await _submit_request(request, fal_path, JobMode.QUEUE, fal_webhook, principal, settings, metrics)
-        job = await submits.submit(principal, submit)
+        principal, api = call.principal, call.api
+        submit = await _submit_request(request, fal_path, JobMode.QUEUE, fal_webhook, principal, api)
+        job = await api.submits.submit(principal, submit)
         request.state.fal_request_id = job.request_id
-        urls = job_urls(_base_url(request, settings), app_of(job.endpoint_id), job.request_id)
+        urls = job_urls(_base_url(request, api.settings), app_of(job.endpoint_id), job.request_id)
         return json_response(submit_payload(job, urls), 200, job.request_id, cost_headers(job))
 
     @get("/{fal_path:path}")
@@ -64,14 +60,13 @@ class QueueController(Controller):
         self,
         request: AnyRequest,
         fal_path: FromPath[str],
-        queries: NamedDependency[JobQueries],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
+        call: NamedDependency[Call],
         logs: FromQuery[str | None] = None,
     ) -> Response[Any]:
         """``.../requests/{id}`` (result), ``.../status`` and ``.../status/stream``."""
         target = _request_path(fal_path, {"result", "status", "stream"})
-        job = await queries.get(principal, target.app, target.request_id)
+        queries, settings = call.api.queries, call.api.settings
+        job = await queries.get(call.principal, target.app, target.request_id)
         if target.action == "result":
             answer = result_response(job)
             return json_response(answer.body, answer.status_code, job.request_id, answer.headers | cache_headers(job))
@@ -88,11 +83,10 @@ class QueueController(Controller):
     async def cancel(
         self,
         fal_path: FromPath[str],
-        cancellation: NamedDependency[Cancellation],
-        principal: NamedDependency[Principal],
+        call: NamedDependency[Call],
     ) -> Response[Any]:
         target = _request_path(fal_path, {"cancel"})
-        if await cancellation.cancel(principal, target.app, target.request_id):
+        if await call.api.cancellation.cancel(call.principal, target.app, target.request_id):
             return json_response({"status": "CANCELLATION_REQUESTED"}, 202, target.request_id)
         return json_response({"status": "ALREADY_COMPLETED"}, 400, target.request_id)
 
@@ -105,16 +99,13 @@ class RunController(Controller):
         self,
         request: AnyRequest,
         endpoint_id: FromPath[str],
-        submits: NamedDependency[SubmitPipeline],
-        queries: NamedDependency[JobQueries],
-        principal: NamedDependency[Principal],
-        settings: NamedDependency[Settings],
-        metrics: NamedDependency[Metrics],
+        call: NamedDependency[Call],
     ) -> Response[Any]:
-        submit = await _submit_request(request, endpoint_id, JobMode.RUN, None, principal, settings, metrics)
-        job = await submits.submit(principal, submit)
+        principal, api = call.principal, call.api
+        submit = await _submit_request(request, endpoint_id, JobMode.RUN, None, principal, api)
+        job = await api.submits.submit(principal, submit)
         request.state.fal_request_id = job.request_id
-        final = await queries.wait_done(job.request_id, timeout=settings.run_timeout_seconds)
+        final = await api.queries.wait_done(job.request_id, timeout=api.settings.run_timeout_seconds)
         if final is None or not final.done:
             raise GatewayTimeout(
                 "The request did not complete within the gateway's run timeout; it is still "
@@ -134,12 +125,11 @@ class EstimateController(Controller):
         self,
         request: AnyRequest,
         endpoint_id: FromPath[str],
-        ledger: NamedDependency[BudgetLedger],
-        principal: NamedDependency[Principal],
-        metrics: NamedDependency[Metrics],
+        call: NamedDependency[Call],
     ) -> dict[str, Any]:
         """Tokens and cost of a request, validated exactly like a submit, without submitting or reserving anything.
         The cost is the amount a submit would reserve (the upper bound; see the README's pricing section)."""
+        principal, ledger, metrics = call.principal, call.api.ledger, call.api.metrics
         endpoint = intake.endpoint_named(endpoint_id, metrics)
         data = intake.validated(endpoint, await request.body(), metrics, webhook_url=None, webhook_policy=PUBLIC_ONLY)
         quote = ledger.estimate(data)
@@ -164,10 +154,10 @@ async def _submit_request(
     mode: JobMode,
     webhook: str | None,
     principal: Principal,
-    settings: Settings,
-    metrics: Metrics,
+    api: JobApi,
 ) -> SubmitRequest:
     """Intake for a submit or run: endpoint, body, webhook and policy checked; what to forward collected."""
+    settings, metrics = api.settings, api.metrics
     endpoint = intake.endpoint_named(endpoint_id, metrics)
     data = intake.validated(
         endpoint,

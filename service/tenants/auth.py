@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
+from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from redis.asyncio import Redis
 
@@ -203,11 +203,16 @@ async def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: Base
         raise Unauthorized("Invalid admin token")
 
 
-async def provide_principal(
-    request: Request[Any, Any, Any], settings: NamedDependency[Settings], authenticator: NamedDependency[Authenticator]
-) -> Principal:
-    """The provider of ``principal``: the tenant key in ``Authorization``, authenticated, or 401/403/429."""
-    source = client_address(request.scope, settings.trusted_proxy_hops)
+async def authenticate_request(request: Request[Any, Any, Any], authenticator: Authenticator) -> Principal:
+    """The tenant key in ``Authorization``, authenticated, or 401/403/429; the tenant is noted for the request log."""
+    source = client_address(request.scope, authenticator.trusted_proxy_hops)
     principal = await authenticator.authenticate(request.headers.get("authorization"), source)
     request.state.tenant_id = principal.tenant_id
     return principal
+
+
+async def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    """The provider of ``principal``. It reads the authenticator from the app state itself rather than depending on
+    another provider, so that a handler whose only dependency is ``principal`` resolves it without a task group."""
+    authenticator: Authenticator = state.deps.authenticator
+    return await authenticate_request(request, authenticator)

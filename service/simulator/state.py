@@ -28,6 +28,9 @@ logger = structlog.get_logger(__name__)
 CALL_OPS: tuple[CallOp, ...] = ("submit", "status", "result", "cancel")
 
 
+SWEEP_INTERVAL_SECONDS = 1.0
+
+
 class SimulatorConfig(BaseModel):
     """Knobs of the simulator; the values in force when a job is submitted apply to that job for its whole life."""
 
@@ -87,6 +90,8 @@ class SimulatorState:
         self._wall_offset = wall_clock() - clock()
         self.faults = FaultBook()
         self._jobs: dict[str, Job] = {}
+        self._waiting: dict[str, Job] = {}  # the jobs that may still be in the queue (the others never are again)
+        self._next_sweep = 0.0
         self._calls: dict[str, int] = dict.fromkeys(CALL_OPS, 0)
         self._seq = itertools.count()
         self.webhook_transport = webhook_transport
@@ -106,6 +111,7 @@ class SimulatorState:
         self.config = self._defaults.model_copy()
         self.faults.clear()
         self._jobs.clear()
+        self._waiting.clear()
         self._webhooks.clear()
         self._calls = dict.fromkeys(CALL_OPS, 0)
 
@@ -124,8 +130,10 @@ class SimulatorState:
         return job if job is not None and job.endpoint.app == app else None
 
     def queue_position(self, job: Job, now: float) -> int:
-        """How many jobs submitted before ``job`` are still waiting in the queue."""
-        return sum(1 for other in self._jobs.values() if other.seq < job.seq and other.phase(now) is Phase.IN_QUEUE)
+        """How many jobs submitted before ``job`` are still waiting in the queue. Only the waiting jobs are looked at,
+        so a submit costs the same however many jobs the simulator remembers."""
+        self._waiting = {key: other for key, other in self._waiting.items() if other.phase(now) is Phase.IN_QUEUE}
+        return sum(1 for other in self._waiting.values() if other.seq < job.seq)
 
     @property
     def webhook_key(self) -> Ed25519PrivateKey:
@@ -191,6 +199,7 @@ class SimulatorState:
             media_base_url=config.media_base_url,
         )
         self._jobs[job.id] = job
+        self._waiting[job.id] = job
         if webhook_url is not None:
             self._webhooks.add(job, webhook_url, base_url)
         self._forget_old(job.submitted_at)
@@ -198,7 +207,11 @@ class SimulatorState:
 
     def _forget_old(self, now: float) -> None:
         """Drop jobs finished more than ``retention_seconds`` ago, so a long-running simulator has bounded memory
-        (fal forgets requests too; asking about a forgotten one is a 404, as for an unknown id)."""
+        (fal forgets requests too; asking about a forgotten one is a 404, as for an unknown id). At most once a
+        second: a sweep looks at every job."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL_SECONDS
         horizon = now - self.config.retention_seconds
         stale = [job_id for job_id, job in self._jobs.items() if job.ended_at < horizon]
         for job_id in stale:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service.redis_client import load_script
 
@@ -27,6 +28,9 @@ class LeaseSchedule:
 
     async def schedule(self, member: str, at_ms: int) -> None:
         await self._redis.zadd(self._key, {member: at_ms})
+
+    def schedule_in(self, pipe: Pipeline, member: str, at_ms: int) -> None:
+        pipe.zadd(self._key, {member: at_ms})
 
     async def claim(self, now_ms: int, *, lease_ms: int, limit: int) -> list[str]:
         claimed: list[str] = await self._claim(keys=[self._key], args=[now_ms, lease_ms, limit])

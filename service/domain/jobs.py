@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class JobState(StrEnum):
     SUBMITTING = "SUBMITTING"
@@ -83,7 +85,8 @@ class Job:
 
     @classmethod
     def from_fields(cls, raw: dict[str, str]) -> Job:
-        values: dict[str, Any] = {name: json.loads(text) for name, text in raw.items() if name in _FIELD_NAMES}
+        # orjson reads what json.dumps wrote, about four times faster: a status poll decodes every field.
+        values: dict[str, Any] = {name: orjson.loads(text) for name, text in raw.items() if name in _FIELD_NAMES}
         values["mode"] = JobMode(values["mode"])
         values["state"] = JobState(values["state"])
         if values.get("outcome") is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service import keys
 from service.domain.jobs import Job, JobState, encode_fields
@@ -24,21 +25,28 @@ class JobStore:
         self._complete = load_script(redis, _LUA, "job_complete.lua")
         self._reveal = load_script(redis, _LUA, "job_reveal.lua")
 
+    def pipeline(self) -> Pipeline:
+        """A non-transactional pipeline: several components' writes in one round trip, executed in order."""
+        return self._redis.pipeline(transaction=False)
+
     async def create(self, job: Job) -> None:
-        key = keys.job(job.request_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=cast("dict[Any, Any]", job.to_fields()))
-            # Unfinished jobs keep the full retention too, so a job no tracker ever reaches cannot live forever.
-            pipe.expire(key, self._retention)
+        async with self.pipeline() as pipe:
+            self.create_in(pipe, job)
             await pipe.execute()
-        # The tenant's history index lives in the tenant's slot, so it is a separate (non-transactional) write.
+
+    def create_in(self, pipe: Pipeline, job: Job) -> None:
+        """Queue the record's writes on ``pipe``: the record, its expiry, and the tenant's history index (which lives
+        in the tenant's slot). Redis runs them back to back; a record whose expiry was lost with a dying process is
+        still found through its schedule entry and given its expiry when it completes."""
+        key = keys.job(job.request_id)
+        pipe.hset(key, mapping=cast("dict[Any, Any]", job.to_fields()))
+        # Unfinished jobs keep the full retention too, so a job no tracker ever reaches cannot live forever.
+        pipe.expire(key, self._retention)
         history = keys.tenant_requests(job.tenant_id)
         created_ms = int(job.created_at * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(history, {job.request_id: created_ms})
-            pipe.zremrangebyscore(history, "-inf", created_ms - self._retention * 1000)
-            pipe.expire(history, self._retention)
-            await pipe.execute()
+        pipe.zadd(history, {job.request_id: created_ms})
+        pipe.zremrangebyscore(history, "-inf", created_ms - self._retention * 1000)
+        pipe.expire(history, self._retention)
 
     async def add_follower(self, leader_id: str, follower_id: str) -> None:
         """Record that ``follower_id`` shares ``leader_id``'s upstream job (kept as long as job records are)."""
@@ -59,7 +67,15 @@ class JobStore:
         return [job for job in jobs if job is not None]
 
     async def get(self, request_id: str) -> Job | None:
-        raw = cast("dict[str, str]", await self._redis.hgetall(keys.job(request_id)))
+        return self.job_of(await self._redis.hgetall(keys.job(request_id)))
+
+    def get_in(self, pipe: Pipeline, request_id: str) -> None:
+        """``get`` queued on ``pipe``; :meth:`job_of` reads its reply."""
+        pipe.hgetall(keys.job(request_id))
+
+    @staticmethod
+    def job_of(reply: Any) -> Job | None:
+        raw = cast("dict[str, str]", reply)
         return Job.from_fields(raw) if raw else None
 
     async def update(self, request_id: str, **values: Any) -> bool:

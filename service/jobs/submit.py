@@ -151,16 +151,20 @@ class SubmitPipeline:
         self._fal.check_submit_allowed()  # an open circuit fails fast before admission reserves anything
         await self._admit(principal, job)
         try:
-            # The schedule entry comes first: if this replica dies anywhere after it, the tracker finds the job.
-            await self._due.schedule(job.request_id, self._ms(job.created_at + self._s.submit_grace_seconds))
-            await self._store.create(job)
-            # The record exists: the provisional slot and reservation now last as long as the job may run.
-            await self._admission.confirm(
-                job.tenant_id,
-                job.request_id,
-                lease_seconds=self._s.concurrency_lease_seconds + self._s.submit_grace_seconds,
-                reservation_expires_at_ms=self._ms(job.created_at + self._s.reservation_ttl_seconds),
-            )
+            # One round trip, run in this order. The schedule entry comes first: if this replica dies anywhere after
+            # it, the tracker finds the job. Once the record exists, the provisional slot and reservation are made to
+            # last as long as the job may run.
+            async with self._store.pipeline() as pipe:
+                self._due.schedule_in(pipe, job.request_id, self._ms(job.created_at + self._s.submit_grace_seconds))
+                self._store.create_in(pipe, job)
+                await self._admission.confirm_in(
+                    pipe,
+                    job.tenant_id,
+                    job.request_id,
+                    lease_seconds=self._s.concurrency_lease_seconds + self._s.submit_grace_seconds,
+                    reservation_expires_at_ms=self._ms(job.created_at + self._s.reservation_ttl_seconds),
+                )
+                await pipe.execute()
             await self._cache.leader_recorded(job)
         except BaseException:
             await self._completion.complete(job, **failed_fields(503, NOT_SUBMITTED, "state_store_unavailable"))
@@ -243,13 +247,21 @@ class SubmitPipeline:
         log.info("job_submitted", endpoint=endpoint.id, mode=job.mode.value, tenant_id=job.tenant_id)
         first_poll = self._s.fal_webhook_poll_seconds if job.upstream_webhook else self._s.tracker_poll_initial_seconds
         try:
-            await self._due.schedule(job.request_id, self._ms(self._clock() + first_poll))
-            current = await self._store.get(job.request_id) if written else None
+            current = await self._first_poll(job.request_id, self._ms(self._clock() + first_poll), read=written)
             if current is not None and current.cancel_requested:  # cancelled while the submit was in flight
                 await self._fal.cancel(endpoint, upstream_id)
                 await self._due.schedule(job.request_id, self._ms(self._clock()))
         except RedisError:
             log.warning("job_first_poll_not_scheduled", note="the tracker finds it at its submit deadline")
+
+    async def _first_poll(self, request_id: str, at_ms: int, *, read: bool) -> Job | None:
+        """Schedule the first poll and (``read``) read the record back, in one round trip."""
+        async with self._store.pipeline() as pipe:
+            self._due.schedule_in(pipe, request_id, at_ms)
+            if read:
+                self._store.get_in(pipe, request_id)
+            replies = await pipe.execute()
+        return self._store.job_of(replies[1]) if read else None
 
     @staticmethod
     def _ms(seconds: float) -> int:

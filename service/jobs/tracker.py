@@ -147,8 +147,10 @@ class JobTracker:
         if state is JobState.IN_PROGRESS and job.started_at is None:
             values["started_at"] = self._clock()
         await self._store.update(job.request_id, **values)
-        await self._admission.renew(job.tenant_id, job.request_id)
-        await self._reschedule(job.request_id, self._delay(job, polls))
+        async with self._store.pipeline() as pipe:  # the slot's renewal and the next poll: one round trip
+            self._admission.renew_in(pipe, job.tenant_id, job.request_id)
+            self._due.schedule_in(pipe, job.request_id, int((self._clock() + self._delay(job, polls, state)) * 1000))
+            await pipe.execute()
 
     async def _finish(self, job: Job, status: UpstreamStatus) -> None:
         endpoint = find_endpoint(job.endpoint_id)
@@ -182,7 +184,7 @@ class JobTracker:
         self._metrics.tracker_polls.labels(outcome="error").inc()
         if is_transient(exc):
             log.info("tracker_poll_retry", error_type=exc.error_type, status=exc.status_code)
-            await self._reschedule(job.request_id, self._delay(job, job.polls + 1))
+            await self._reschedule(job.request_id, self._delay(job, job.polls + 1, job.state))
             await self._store.update(job.request_id, polls=job.polls + 1)
             return
         # fal answered definitively that it does not know the request (e.g. 404): it is lost upstream.
@@ -215,15 +217,17 @@ class JobTracker:
         if await self._completion.complete(job, **failed_fields(status_code, message, error_type)):
             log.warning("job_failed", error_type=error_type, tenant_id=job.tenant_id)
 
-    def _delay(self, job: Job, polls: int) -> float:
-        """The backoff schedule; for a job fal will call back about, polling is only the fallback."""
+    def _delay(self, job: Job, polls: int, state: JobState) -> float:
+        """The backoff schedule; for a job fal will call back about, polling is only the fallback. A job that sits
+        in fal's queue backs off further (its queue position is all that changes) than one being generated."""
         if job.upstream_webhook:
             return self._s.fal_webhook_poll_seconds
+        queued = state is JobState.IN_QUEUE
         return poll_delay(
             polls,
             initial=self._s.tracker_poll_initial_seconds,
             backoff=self._s.tracker_poll_backoff,
-            maximum=self._s.tracker_poll_max_seconds,
+            maximum=self._s.tracker_poll_queued_max_seconds if queued else self._s.tracker_poll_max_seconds,
         )
 
     async def _reschedule(self, request_id: str, delay: float) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from service import keys
 from service.domain.budgets import PeriodWindow
@@ -115,19 +116,33 @@ class Admission:
     ) -> bool:
         """Extend a provisional admission to its full lifetime once its job is recorded (``lua/confirm.lua``).
         False if its slot had already run out (the admission took longer than the provisional lease)."""
-        return (
-            int(
-                await self._confirm(
-                    keys=[keys.inflight(tenant_id), keys.reservation_expiry(tenant_id)],
-                    args=[request_id, self._now_ms() + int(lease_seconds * 1000), reservation_expires_at_ms],
-                )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self.confirm_in(
+                pipe,
+                tenant_id,
+                request_id,
+                lease_seconds=lease_seconds,
+                reservation_expires_at_ms=reservation_expires_at_ms,
             )
-            == 1
+            (confirmed,) = await pipe.execute()
+        return int(confirmed) == 1
+
+    async def confirm_in(
+        self, pipe: Pipeline, tenant_id: str, request_id: str, *, lease_seconds: float, reservation_expires_at_ms: int
+    ) -> None:
+        """``confirm`` queued on ``pipe``, after the job record's writes."""
+        await self._confirm(
+            keys=[keys.inflight(tenant_id), keys.reservation_expiry(tenant_id)],
+            args=[request_id, self._now_ms() + int(lease_seconds * 1000), reservation_expires_at_ms],
+            client=pipe,
         )
 
     async def renew(self, tenant_id: str, request_id: str) -> None:
         """Extend a running job's lease; does nothing for a job that no longer holds one."""
         await self._redis.zadd(keys.inflight(tenant_id), {request_id: self._now_ms() + self._lease_ms}, xx=True)
+
+    def renew_in(self, pipe: Pipeline, tenant_id: str, request_id: str) -> None:
+        pipe.zadd(keys.inflight(tenant_id), {request_id: self._now_ms() + self._lease_ms}, xx=True)
 
     async def release(self, tenant_id: str, request_id: str) -> None:
         await self._redis.zrem(keys.inflight(tenant_id), request_id)

@@ -19,7 +19,11 @@ CLIENT_INTERVAL = 0.1  # 10 Hz
 def settings(redis_url: str) -> Settings:
     # The tracker's real schedule: first poll after 0.25 s, then x1.5 each poll, at most every 1 s.
     return fast_settings(
-        redis_url, tracker_poll_initial_seconds=0.25, tracker_poll_backoff=1.5, tracker_poll_max_seconds=1.0
+        redis_url,
+        tracker_poll_initial_seconds=0.25,
+        tracker_poll_backoff=1.5,
+        tracker_poll_max_seconds=1.0,
+        tracker_poll_queued_max_seconds=1.0,
     )
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from service import keys
 from service.clients import Clients, open_clients
 from service.config import Settings
 from service.container import build_deps
@@ -191,3 +192,34 @@ async def test_a_job_unknown_upstream_fails_with_a_clear_error(rig: Rig) -> None
     assert final is not None
     assert final.outcome is Outcome.ERROR
     assert final.error_type == "upstream_request_lost"
+
+
+async def _next_poll_in(rig: Rig, rid: str) -> float:
+    score = await rig.redis.zscore(keys.tracker_due(), rid)
+    assert score is not None
+    return float(score) / 1000 - rig.clock()
+
+
+async def test_a_job_in_fals_queue_backs_off_further_than_one_being_generated(rig: Rig) -> None:
+    rig.sim.configure(queue_seconds=10_000, processing_seconds=10_000)
+    job = await rig.submitted_job()
+    tracker = rig.tracker()
+    waits = []
+    for _ in range(12):  # 0.5 s x 1.5^n reaches both caps within a dozen polls
+        await _step_all(tracker)
+        waits.append(await _next_poll_in(rig, job.request_id))
+        rig.clock.advance(waits[-1])
+    assert max(waits) == pytest.approx(rig.settings.tracker_poll_queued_max_seconds, abs=0.01)
+    assert rig.settings.tracker_poll_queued_max_seconds > rig.settings.tracker_poll_max_seconds
+
+    rig.sim_clock.advance(10_000)  # now IN_PROGRESS at fal: the backoff restarts and is capped lower
+    waits = []
+    for _ in range(12):
+        await _step_all(tracker)
+        waits.append(await _next_poll_in(rig, job.request_id))
+        rig.clock.advance(waits[-1])
+    stored = await rig.store.get(job.request_id)
+    assert stored is not None
+    assert stored.state is JobState.IN_PROGRESS
+    assert waits[0] == pytest.approx(rig.settings.tracker_poll_initial_seconds, abs=0.01)
+    assert max(waits) == pytest.approx(rig.settings.tracker_poll_max_seconds, abs=0.01)

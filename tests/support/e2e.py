@@ -54,6 +54,7 @@ class Processes:
             "GATEWAY_TLS_KEY_FILE": str(self.tmp / "server.key"),
             "GATEWAY_TRACKER_POLL_INITIAL_SECONDS": "0.1",
             "GATEWAY_TRACKER_POLL_MAX_SECONDS": "0.5",
+            "GATEWAY_TRACKER_POLL_QUEUED_MAX_SECONDS": "0.5",
             "GATEWAY_TRACKER_LEASE_SECONDS": "2",
             "GATEWAY_LOG_JSON": "true",
         }

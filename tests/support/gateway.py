@@ -40,6 +40,7 @@ def fast_settings(redis_url: str, **overrides: Any) -> Settings:
         "fal_key": FAL_KEY,
         "tracker_poll_initial_seconds": 0.05,
         "tracker_poll_max_seconds": 0.2,
+        "tracker_poll_queued_max_seconds": 0.2,
         "tracker_tick_seconds": 0.02,
         "tracker_lease_seconds": 2.0,
         "watch_fallback_seconds": 0.2,

@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
+from service import redis_timing
 from service.budgets.controller import BudgetAdminController, UsageController
 from service.cache.controller import CacheAdminController
 from service.clients import open_clients
@@ -22,6 +23,7 @@ from service.config import Settings
 from service.container import build_deps
 from service.health import healthz, metrics_endpoint, readyz
 from service.http import exception_handler, request_context_middleware
+from service.jobs.census import JobCensus
 from service.jobs.completion import CompletionHook
 from service.jobs.controller import EstimateController, QueueController, RunController
 from service.jobs.fal_webhooks import FalWebhookController
@@ -76,7 +78,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        r = redis if redis is not None else connect(settings)
+        r = redis if redis is not None else connect(settings, observe=redis_timing.observer(metrics))
         clients = open_clients(settings, upstream, r, webhook_transport=webhook_transport, resolver=outbound_resolver)
         deps = build_deps(settings, clients, metrics=metrics, clock=clock, hooks=completion_hooks)
         app.state.deps = deps
@@ -88,6 +90,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
                 asyncio.create_task(deps.tracker.run(stop)),
                 asyncio.create_task(deps.reconciler.run(stop)),
                 asyncio.create_task(deps.delivery_worker.run(stop)),
+                asyncio.create_task(JobCensus(r, metrics, interval_seconds=settings.metrics_refresh_seconds).run(stop)),
             }
             if settings.tracker_enabled
             else set()

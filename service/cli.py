@@ -7,12 +7,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from service.admin_cli import register as register_admin_commands
 from service.app import create_app
 from service.config import Settings
 from service.logging import configure_logging
+from service.metrics import Metrics
 from service.outbound import webhook_policy
 from service.server import run_server
 from service.webhooks.signing import parse_signing_keys
@@ -53,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="Processes sharing the port (default GATEWAY_WORKERS, 1)"
     )
     serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     sub.add_parser("worker", help="Run only the job tracker (plus /healthz, /readyz, /metrics)")
     sim = sub.add_parser("simulator", help="Run the fal queue simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
@@ -87,7 +90,11 @@ def _serve(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int
         return supervise(argv, settings.workers)
     if worker:
         settings = settings.model_copy(update={"tracker_enabled": True})
-    run_server(create_app(settings, serve_api=not worker), settings, shared_port=shared_port)
+    metrics = Metrics()
+    if settings.metrics_port is not None:
+        port = settings.metrics_port + (0 if worker else args.worker_index)
+        start_http_server(port, addr=settings.host, registry=metrics.registry)
+    run_server(create_app(settings, serve_api=not worker, metrics=metrics), settings, shared_port=shared_port)
     return 0
 
 

@@ -200,6 +200,14 @@ class Settings(BaseSettings):
     tracker_tick_seconds: float = Field(default=0.1, gt=0)
     tracker_batch_size: int = Field(default=64, ge=1)
 
+    # Metrics
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve /metrics on this port too (worker N of --workers: port + N)."
+    )
+    metrics_refresh_seconds: float = Field(
+        default=15.0, gt=0, description="How often gauges read from Redis (jobs in flight) are refreshed."
+    )
+
     # Logging
     log_level: str = "INFO"
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON unless stderr is a TTY.")

@@ -15,6 +15,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.exceptions import RedisError
 
+from service import timing
 from service.errors import GatewayError, to_gateway_error
 from service.metrics import Metrics
 
@@ -22,10 +23,12 @@ log = structlog.get_logger("service.http")
 
 
 def request_context_middleware(metrics: Metrics) -> Any:
-    """Middleware factory: adds ``x-fal-request-id`` to every response and logs one line per request.
+    """Middleware factory: ids on every response and one canonical log line and set of metrics per request.
 
-    The id is the gateway request id once a handler has assigned one (``request.state.fal_request_id``), else a
-    fresh one, so every response (401, 404, 422 included) carries an id that also appears in the logs.
+    ``x-fal-request-id`` is the gateway request id once a handler has assigned one (``request.state.fal_request_id``),
+    else a fresh one, so every response (401, 404, 422 included) carries an id that also appears in the logs. A
+    caller's own ``x-request-id`` (printable, at most 128 characters) is logged and echoed; without one, the
+    gateway's id is returned there too.
     """
 
     def middleware(app: ASGIApp) -> ASGIApp:
@@ -34,38 +37,44 @@ def request_context_middleware(metrics: Metrics) -> Any:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
-            fallback_id = str(uuid.uuid4())
-            status = {"code": 500}
+            tally = timing.open_tally()
+            status = 500
             structlog.contextvars.clear_contextvars()
+            caller_id = _caller_request_id(scope)
 
             async def send_with_id(message: Message) -> None:
+                nonlocal status
                 if message["type"] == "http.response.start":
-                    status["code"] = message["status"]
+                    status = message["status"]
                     headers = MutableScopeHeaders.from_message(message)
-                    if "x-fal-request-id" not in headers:
-                        state = scope.get("state", {})
-                        headers["x-fal-request-id"] = state.get("fal_request_id", fallback_id)
+                    request_id = headers.get("x-fal-request-id")
+                    if request_id is None:
+                        request_id = _request_id(scope)
+                        headers["x-fal-request-id"] = request_id
+                    headers["x-request-id"] = caller_id or request_id
                 await send(message)
 
             try:
                 await app(scope, receive, send_with_id)
             finally:
-                route = _route_of(scope)
-                method = str(scope.get("method", ""))
                 elapsed = time.perf_counter() - started
-                metrics.http_requests.labels(
-                    method=method, route=route, status_class=f"{status['code'] // 100}xx"
-                ).inc()
+                route, method = route_label(scope), str(scope.get("method", ""))
+                metrics.http_requests.labels(method=method, route=route, status_class=f"{status // 100}xx").inc()
                 metrics.http_duration.labels(route=route).observe(elapsed)
-                state = scope.get("state", {})
+                if route not in WAITING_ROUTES:
+                    metrics.http_overhead.labels(route=route).observe(max(0.0, elapsed - tally.upstream_seconds))
                 log.info(
                     "http_request",
                     method=method,
                     route=route,
-                    status=status["code"],
-                    duration_ms=round(elapsed * 1000, 1),
-                    tenant_id=state.get("tenant_id"),
-                    request_id=state.get("fal_request_id", fallback_id),
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    upstream_ms=round(tally.upstream_seconds * 1000, 2),
+                    gateway_ms=round((elapsed - tally.upstream_seconds) * 1000, 2),
+                    tenant_id=scope.get("state", {}).get("tenant_id"),
+                    **tally.facts,
+                    request_id=_request_id(scope),
+                    caller_request_id=caller_id,
                 )
 
         return handle
@@ -73,9 +82,53 @@ def request_context_middleware(metrics: Metrics) -> Any:
     return middleware
 
 
-def _route_of(scope: Scope) -> str:
+QUEUE_TEMPLATE = "/queue/{fal_path}"
+RUN_TEMPLATE = "/run/{endpoint_id}"
+SUBMIT_ROUTE = "/queue/{endpoint_id}"
+RESULT_ROUTE = "/queue/{app}/requests/{request_id}"
+STATUS_ROUTE = RESULT_ROUTE + "/status"
+STREAM_ROUTE = STATUS_ROUTE + "/stream"
+CANCEL_ROUTE = RESULT_ROUTE + "/cancel"
+RUN_ROUTE = "/run/{endpoint_id}"
+# Routes whose time is mostly spent waiting for a job, not working: no overhead is observed for them.
+WAITING_ROUTES = frozenset({STREAM_ROUTE, RUN_ROUTE})
+
+
+def route_label(scope: Scope) -> str:
+    """The route template, with fal's queue calls told apart (one Litestar route serves each method of them)."""
     template = scope.get("path_template")
-    return str(template) if template else "unmatched"
+    if not template:
+        return "unmatched"
+    if template == QUEUE_TEMPLATE:
+        method, path = scope.get("method"), str(scope.get("path", ""))
+        if method == "POST":
+            return SUBMIT_ROUTE
+        if method == "PUT":
+            return CANCEL_ROUTE
+        if path.endswith("/status/stream"):
+            return STREAM_ROUTE
+        return STATUS_ROUTE if path.endswith("/status") else RESULT_ROUTE
+    return RUN_ROUTE if template == RUN_TEMPLATE else str(template)
+
+
+def _request_id(scope: Scope) -> str:
+    state = scope.setdefault("state", {})
+    request_id = state.get("fal_request_id") or state.get("fallback_request_id")
+    if request_id is None:
+        request_id = state["fallback_request_id"] = str(uuid.uuid4())
+    return str(request_id)
+
+
+def _caller_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            if 0 < len(value) <= MAX_CALLER_ID and all(0x21 <= byte <= 0x7E for byte in value):
+                return value.decode("ascii")
+            return None
+    return None
+
+
+MAX_CALLER_ID = 128
 
 
 def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -84,8 +137,7 @@ def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if error.status_code >= 500 and not isinstance(exc, GatewayError):
         log.error("unhandled_exception", error=type(exc).__name__, exc_info=not isinstance(exc, RedisError))
     # Unmatched routes never reach the middleware, so the id is set here too (the middleware keeps it).
-    state = request.scope.get("state", {})
-    request_id = state.get("fal_request_id") or str(uuid.uuid4())
+    request_id = _request_id(request.scope)
     return Response(
         content=error.body(),
         status_code=error.status_code,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
 
 from service.config import Settings
@@ -19,7 +21,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: list[structlog.typing.Processor] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(serializer=_json)]
         if json_output
         # Plain tracebacks: rich's highlighted ones cost milliseconds each, which a loop surviving an outage feels.
         else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
@@ -30,3 +32,8 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def _json(event: Any, **options: Any) -> str:
+    """One log line as JSON, with orjson (several times faster than json.dumps, and every request logs a line)."""
+    return orjson.dumps(event, default=options.get("default")).decode()

@@ -24,6 +24,33 @@ class Metrics:
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
+        self.http_overhead = Histogram(
+            "gateway_http_overhead_seconds",
+            "The gateway's own time per request: the whole request minus its calls to fal and its waits for a job",
+            ["route"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.redis_up = Gauge("gateway_redis_up", "1 when this process reaches Redis, 0 when it does not", registry=r)
+        self.redis_duration = Histogram(
+            "gateway_redis_command_duration_seconds",
+            "Latency of Redis commands and pipelines as this process sees them (a pipeline is labelled PIPELINE)",
+            ["command"],
+            registry=r,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
+        self.jobs_in_flight = Gauge(
+            "gateway_jobs_in_flight",
+            "Jobs not yet completed, by state, as last read from Redis (the same for every replica)",
+            ["state"],
+            registry=r,
+        )
+        self.tracker_lag = Histogram(
+            "gateway_tracker_lag_seconds",
+            "How late the tracker claims a job after it was due",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
         self.upstream_requests = Counter(
             "gateway_upstream_requests_total",
             "Calls to fal by operation and HTTP status (or error)",
@@ -89,6 +116,12 @@ class Metrics:
         )
         self.budget_reserved = Gauge(
             "gateway_budget_reserved_micros", "Open reservations in the current budget period", ["tenant"], registry=r
+        )
+        self.budget_limit = Gauge(
+            "gateway_budget_limit_micros",
+            "The current period's budget limit (tenants with a budget)",
+            ["tenant"],
+            registry=r,
         )
         self.budget_remaining = Gauge(
             "gateway_budget_remaining_micros",

@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from service.config import Settings
+from service.redis_timing import Observe, TimedRedis
 
 # A failure before the command left is retried this many times, after 10-20, 20-40 and 40-80 ms: under 0.15 s of
 # waiting per command, so a real outage still answers 503 at once (a refused connect fails in well under 1 ms).
@@ -33,17 +34,20 @@ class CommandNotSentError(RedisConnectionError):
     """The connection failed before the command was written whole, so the server cannot have run it: safe to retry."""
 
 
-def connect(settings: Settings) -> Redis:
+def connect(settings: Settings, *, observe: Observe | None = None) -> Redis:
+    """The gateway's client for ``GATEWAY_REDIS_URL``; with ``observe``, every command is timed
+    (``service/redis_timing.py``)."""
     if not settings.redis_url:
         raise ValueError("GATEWAY_REDIS_URL is not set")
     return connect_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_socket_timeout_seconds,
+        observe=observe,
     )
 
 
-def connect_url(url: str, *, max_connections: int, timeout: float) -> Redis:
+def connect_url(url: str, *, max_connections: int, timeout: float, observe: Observe | None = None) -> Redis:
     """A client on a bounded pool that *waits* (up to ``timeout``) for a free connection under load instead of
     failing, and that replaces dead pooled connections (after a Redis restart) instead of failing one command on each.
 
@@ -92,7 +96,8 @@ def connect_url(url: str, *, max_connections: int, timeout: float) -> Redis:
     }
     options.update(parse_url(url))  # what the URL says wins, as in ``BlockingConnectionPool.from_url``
     options["connection_class"] = _UNSENT_ON_FAILURE[options.get("connection_class", Connection)]
-    return Redis(connection_pool=BlockingConnectionPool(**options))
+    pool = BlockingConnectionPool(**options)
+    return Redis(connection_pool=pool) if observe is None else TimedRedis(connection_pool=pool, observe=observe)
 
 
 async def _unsent_on_failure(sending: Awaitable[None]) -> None:

@@ -7,7 +7,8 @@ only supervises: it passes SIGTERM and SIGINT on (each worker drains as a single
 that dies unexpectedly, and exits when all have stopped.
 
 In Kubernetes, prefer one worker per pod and more replicas; ``--workers`` is for hosts and VMs. Each worker keeps
-its own metrics, so a scrape of the shared port sees one worker; scrape each worker's own metrics port instead.
+its own metrics, so a scrape of the shared port sees one worker; with ``GATEWAY_METRICS_PORT`` set, worker N also
+serves its metrics on that port + N: scrape those instead.
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ def worker_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "service", *args, "--shared-port"]
 
 
+def indexed(command: list[str], index: int) -> list[str]:
+    return [*command, "--worker-index", str(index)]
+
+
 def supervise(argv: Sequence[str], workers: int) -> int:
     command = worker_command(argv)
     env = {**os.environ, "GATEWAY_WORKERS": "1"}
     stopping = False
 
     def start(index: int) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(command, env={**env, "GATEWAY_WORKER_INDEX": str(index)})  # noqa: S603 - our argv
+        proc = subprocess.Popen(indexed(command, index), env=env)  # noqa: S603 - our own argv
         log.info("worker_started", index=index, pid=proc.pid)
         return proc
 

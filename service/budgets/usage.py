@@ -37,7 +37,7 @@ class BudgetReader:
         budget = tenant.budget
         limit = budget.limit_micros if budget else None
         remaining = None if limit is None else max(0, limit - spent - reserved)
-        self._gauges(tenant.id, spent, reserved, remaining)
+        self._gauges(tenant.id, spent, reserved, remaining, limit)
         start = window.start.timestamp() if window.start else tenant.created_at
         return {
             "tenant_id": tenant.id,
@@ -83,7 +83,7 @@ class BudgetReader:
         budget: Budget | None = tenant.budget
         if budget is None:
             return
-        self._gauges(tenant.id, None, None, max(0, budget.limit_micros - committed_after))
+        self._gauges(tenant.id, None, None, max(0, budget.limit_micros - committed_after), budget.limit_micros)
         for alert in crossed_alerts(budget, committed_before, committed_after):
             first = await self._redis.hsetnx(keys.budget_alerts(tenant.id, window.id), alert, repr(self._clock()))
             if first:
@@ -102,7 +102,8 @@ class BudgetReader:
         window = tenant_period(tenant, self._clock())
         spent, reserved = await self._amounts(tenant.id, window.id)
         limit = tenant.budget.limit_micros if tenant.budget else None
-        self._gauges(tenant.id, spent, reserved, None if limit is None else max(0, limit - spent - reserved))
+        remaining = None if limit is None else max(0, limit - spent - reserved)
+        self._gauges(tenant.id, spent, reserved, remaining, limit)
 
     async def _amounts(self, tenant_id: str, period_id: str) -> tuple[int, int]:
         spent, reserved = await self._redis.hmget(keys.budget(tenant_id, period_id), ["spent", "reserved"])
@@ -127,7 +128,11 @@ class BudgetReader:
             )
         return rows
 
-    def _gauges(self, tenant_id: str, spent: int | None, reserved: int | None, remaining: int | None) -> None:
+    def _gauges(
+        self, tenant_id: str, spent: int | None, reserved: int | None, remaining: int | None, limit: int | None
+    ) -> None:
+        if limit is not None:
+            self._metrics.budget_limit.labels(tenant=tenant_id).set(limit)
         if spent is not None:
             self._metrics.budget_spent.labels(tenant=tenant_id).set(spent)
         if reserved is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import structlog
 from redis.exceptions import RedisError
 
+from service import timing
 from service.budgets.ledger import BudgetLedger
 from service.budgets.usage import BudgetReader, tenant_period
 from service.cache.service import CacheDirective, CacheService
@@ -104,6 +105,12 @@ class SubmitPipeline:
     async def submit(self, principal: Principal, request: SubmitRequest) -> Job:
         """Answer from the cache (or attach to an identical request in flight) when possible; otherwise admit (rate,
         concurrency and budget at once), record, then submit upstream."""
+        timing.note(endpoint_id=request.endpoint.id)
+        job = await self._submit(principal, request)
+        timing.note(cache=job.cache_role, cost_micros=job.estimate_micros)
+        return job
+
+    async def _submit(self, principal: Principal, request: SubmitRequest) -> Job:
         quote = self._ledger.estimate(request.data)
         job = Job(
             request_id=str(uuid.uuid4()),

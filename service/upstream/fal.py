@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
+from service import timing
 from service.domain.endpoints import Endpoint
 from service.domain.webhooks import parse_retry_after
 from service.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
@@ -235,8 +236,10 @@ class FalClient:
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"Error talking to fal: {type(exc).__name__}") from None
         finally:
+            elapsed = time.perf_counter() - started
             self._metrics.upstream_requests.labels(op=op, outcome=outcome).inc()
-            self._metrics.upstream_duration.labels(op=op).observe(time.perf_counter() - started)
+            self._metrics.upstream_duration.labels(op=op).observe(elapsed)
+            timing.add_upstream(elapsed)
         return response
 
     def _with_read(self, read: float) -> httpx.Timeout:

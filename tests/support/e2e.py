@@ -32,6 +32,7 @@ class Processes:
     logs: list[Path] = field(default_factory=list)
     gateway: subprocess.Popen[bytes] | None = None
     simulator: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # the gateway's own settings for one module
 
     @property
     def gw_url(self) -> str:
@@ -57,6 +58,7 @@ class Processes:
             "GATEWAY_TRACKER_POLL_QUEUED_MAX_SECONDS": "0.5",
             "GATEWAY_TRACKER_LEASE_SECONDS": "2",
             "GATEWAY_LOG_JSON": "true",
+            **self.extra_env,
         }
 
     def tls(self) -> ssl.SSLContext:

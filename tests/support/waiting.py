@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,3 +22,15 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 10
         if loop.time() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def eventually_sync(probe: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """``eventually`` for tests outside an event loop (real processes driven by a blocking client)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from service import timing
 from service.budgets.ledger import BudgetLedger
@@ -161,17 +161,7 @@ class SubmitPipeline:
             # One round trip, run in this order. The schedule entry comes first: if this replica dies anywhere after
             # it, the tracker finds the job. Once the record exists, the provisional slot and reservation are made to
             # last as long as the job may run.
-            async with self._store.pipeline() as pipe:
-                self._due.schedule_in(pipe, job.request_id, self._ms(job.created_at + self._s.submit_grace_seconds))
-                self._store.create_in(pipe, job)
-                await self._admission.confirm_in(
-                    pipe,
-                    job.tenant_id,
-                    job.request_id,
-                    lease_seconds=self._s.concurrency_lease_seconds + self._s.submit_grace_seconds,
-                    reservation_expires_at_ms=self._ms(job.created_at + self._s.reservation_ttl_seconds),
-                )
-                await pipe.execute()
+            await self._record(job)
             await self._cache.leader_recorded(job)
         except BaseException:
             await self._completion.complete(job, **failed_fields(503, NOT_SUBMITTED, "state_store_unavailable"))
@@ -260,6 +250,30 @@ class SubmitPipeline:
                 await self._due.schedule(job.request_id, self._ms(self._clock()))
         except RedisError:
             log.warning("job_first_poll_not_scheduled", note="the tracker finds it at its submit deadline")
+
+    async def _record(self, job: Job) -> None:
+        """Schedule entry, record and history, and the admission's confirmation: one round trip, run in this order.
+        Every command in it is idempotent, so a Redis that lost the confirmation script (a restart) gets the script
+        and the whole pipeline again."""
+        for attempt in (1, 2):
+            async with self._store.pipeline() as pipe:
+                self._due.schedule_in(pipe, job.request_id, self._ms(job.created_at + self._s.submit_grace_seconds))
+                self._store.create_in(pipe, job)
+                self._admission.confirm_in(
+                    pipe,
+                    job.tenant_id,
+                    job.request_id,
+                    lease_seconds=self._s.concurrency_lease_seconds + self._s.submit_grace_seconds,
+                    reservation_expires_at_ms=self._ms(job.created_at + self._s.reservation_ttl_seconds),
+                )
+                try:
+                    await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                else:
+                    return
+            await self._admission.load_scripts()
 
     async def _first_poll(self, request_id: str, at_ms: int, *, read: bool) -> Job | None:
         """Schedule the first poll and (``read``) read the record back, in one round trip."""

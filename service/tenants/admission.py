@@ -117,7 +117,7 @@ class Admission:
         """Extend a provisional admission to its full lifetime once its job is recorded (``lua/confirm.lua``).
         False if its slot had already run out (the admission took longer than the provisional lease)."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            await self.confirm_in(
+            self.confirm_in(
                 pipe,
                 tenant_id,
                 request_id,
@@ -127,15 +127,24 @@ class Admission:
             (confirmed,) = await pipe.execute()
         return int(confirmed) == 1
 
-    async def confirm_in(
+    def confirm_in(
         self, pipe: Pipeline, tenant_id: str, request_id: str, *, lease_seconds: float, reservation_expires_at_ms: int
     ) -> None:
-        """``confirm`` queued on ``pipe``, after the job record's writes."""
-        await self._confirm(
-            keys=[keys.inflight(tenant_id), keys.reservation_expiry(tenant_id)],
-            args=[request_id, self._now_ms() + int(lease_seconds * 1000), reservation_expires_at_ms],
-            client=pipe,
+        """``confirm`` queued on ``pipe`` as a bare EVALSHA. redis-py would check every script of a pipeline with
+        SCRIPT EXISTS first (one more round trip per pipeline); a pipeline that meets a Redis which lost its scripts
+        fails with ``NoScriptError`` instead, and its caller runs :meth:`load_scripts` and the pipeline again."""
+        pipe.evalsha(
+            self._confirm.sha,
+            2,
+            keys.inflight(tenant_id),
+            keys.reservation_expiry(tenant_id),
+            request_id,
+            self._now_ms() + int(lease_seconds * 1000),
+            reservation_expires_at_ms,
         )
+
+    async def load_scripts(self) -> None:
+        await self._redis.script_load(self._confirm.script)
 
     async def renew(self, tenant_id: str, request_id: str) -> None:
         """Extend a running job's lease; does nothing for a job that no longer holds one."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from service import keys
 from service.config import Settings
 from service.domain.budgets import PeriodWindow
 from service.domain.policy import TenantPolicy
@@ -106,3 +107,19 @@ async def test_an_admission_whose_job_record_never_appeared_is_freed_within_a_mi
     await eventually(freed)
     accepted = await gateway.client.post(f"/queue/{T2V}", json=T2V_INPUT, headers=await gateway.auth())
     assert accepted.status_code == 200, "the slot freed itself"
+
+
+async def test_a_redis_that_lost_its_scripts_still_records_and_confirms_a_submit(gateway: Gateway) -> None:
+    """The record's pipeline runs the confirmation as a bare EVALSHA: a Redis whose script cache was emptied (a
+    restart) answers NOSCRIPT, and the gateway loads the script and runs the (idempotent) pipeline again."""
+    await gateway.client.post("/admin/tenants", json={"id": "acme", "name": "A"}, headers=gateway.admin)
+    await gateway.auth()
+    await gateway.redis.script_flush()
+    submitted = await gateway.submit(body=T2V_INPUT)
+    assert submitted.status_code == 200, submitted.text
+    rid = submitted.json()["request_id"]
+    stored = await JobStore(gateway.redis, retention_seconds=3600).get(rid)
+    assert stored is not None
+    lease = await gateway.redis.zscore(keys.inflight("acme"), rid)
+    assert lease is not None
+    assert lease > (gateway.clock() + gateway.settings.admission_provisional_seconds) * 1000, "confirmed"

@@ -60,13 +60,15 @@ class Reconciler:
                 await asyncio.wait_for(stop.wait(), self._interval)
 
     async def round(self) -> int:
-        """One reconciliation round if this replica gets the lock. Returns how many reservations it resolved."""
+        """One reconciliation round if this replica gets the lock, then (every replica) the budget gauges read
+        afresh from Redis, so a scrape of any replica shows every tenant's money as of the last interval. Returns how
+        many reservations it resolved."""
         lock_ms = int(max(self._interval, 1.0) * 1000)
-        if not await self._redis.set(keys.reconcile_lock(), self._owner, nx=True, px=lock_ms):
-            return 0
-        resolved = await self._ledger.reconcile(self._load_job, extend_seconds=self._extend)
-        if resolved:
-            log.info("budget_reconciled", resolved=resolved)
+        resolved = 0
+        if await self._redis.set(keys.reconcile_lock(), self._owner, nx=True, px=lock_ms):
+            resolved = await self._ledger.reconcile(self._load_job, extend_seconds=self._extend)
+            if resolved:
+                log.info("budget_reconciled", resolved=resolved)
         for tenant in await self._tenants.list_tenants():
             await self._reader.refresh_gauges(tenant)
         return resolved

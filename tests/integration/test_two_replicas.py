@@ -140,3 +140,23 @@ async def test_failed_authentication_is_limited_per_source_across_replicas(pair:
     assert other_source.status_code == 401
     valid = await pair.b.get("/v1/me", headers={**key_auth(key), "X-Forwarded-For": "203.0.113.5"})
     assert valid.status_code == 200, "only failed attempts are limited"
+
+
+async def test_every_replica_reads_the_budget_gauges_from_redis_not_only_the_reconciling_one(
+    replicas: StartReplicas, redis_client: Redis
+) -> None:
+    group = await replicas(budget_reconcile_interval_seconds=3600)
+    created = await group.clients[0].post(
+        "/admin/tenants", json={"id": "acme", "name": "A", "budget": {"limit_micros": 9_000_000}}, headers=ADMIN
+    )
+    assert created.status_code == 201, created.text
+    usage = (await group.clients[0].get("/admin/tenants/acme/usage", headers=ADMIN)).json()
+    # Spend settled by a third replica that neither of these saw: only Redis knows it.
+    await redis_client.hincrby(keys.budget("acme", usage["period_id"]), "spent", 1_234_000)
+    await redis_client.delete(keys.reconcile_lock())
+    for deps in group.deps:  # the first takes the reconcile lock, the second does not
+        await deps.reconciler.round()
+    for deps in group.deps:
+        registry = deps.job_api.metrics.registry
+        assert registry.get_sample_value("gateway_budget_spent_micros", {"tenant": "acme"}) == 1_234_000
+        assert registry.get_sample_value("gateway_budget_limit_micros", {"tenant": "acme"}) == 9_000_000

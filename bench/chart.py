@@ -18,7 +18,7 @@ def draw_chart(cells: list[Cell], path: Path, title: str) -> str | None:
         mpl.use("Agg")
         plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError:
-        return "matplotlib is not installed (uv add --group bench matplotlib): no chart written"
+        return "matplotlib is not installed (it is in the dev dependencies: uv sync): no chart written"
     labels = [f"{c.title}\nc={c.connections}" for c in cells]
     xs = list(range(len(cells)))
     width = 0.4

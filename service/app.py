@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import httpx
+import structlog
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service import redis_timing
 from service.budgets.controller import BudgetAdminController, UsageController
 from service.cache.controller import CacheAdminController
 from service.clients import open_clients
 from service.config import Settings
-from service.container import build_deps
+from service.container import Deps, build_deps
 from service.health import healthz, metrics_endpoint, readyz
 from service.http import exception_handler, request_context_middleware
 from service.jobs.census import JobCensus
@@ -52,6 +55,7 @@ API_CONTROLLERS: tuple[ControllerRouterHandler, ...] = (
     FalWebhookController,
 )
 SHUTDOWN_WAIT_SECONDS = 10
+log = structlog.get_logger(__name__)
 
 
 def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
@@ -82,9 +86,10 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         clients = open_clients(settings, upstream, r, webhook_transport=webhook_transport, resolver=outbound_resolver)
         deps = build_deps(settings, clients, metrics=metrics, clock=clock, hooks=completion_hooks)
         app.state.deps = deps
-        stop = asyncio.Event()
+        app.state.drain = deps.drain  # begun by service/server.py as uvicorn's shutdown starts
+        stop, recorder_stop = asyncio.Event(), asyncio.Event()
         events_task = asyncio.create_task(deps.bus.run())
-        recorder_task = asyncio.create_task(deps.recorder.run(stop))
+        recorder_task = asyncio.create_task(deps.recorder.run(recorder_stop))
         background = (
             {
                 asyncio.create_task(deps.tracker.run(stop)),
@@ -95,11 +100,14 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             if settings.tracker_enabled
             else set()
         )
+        handover = asyncio.create_task(_hand_over(deps, stop, background))
         try:
             yield
         finally:
-            stop.set()
-            await asyncio.wait({*background, recorder_task}, timeout=SHUTDOWN_WAIT_SECONDS)
+            deps.drain.begin()  # under uvicorn, begun at SIGTERM already; here for any other server (and tests)
+            await handover
+            recorder_stop.set()  # last: submits still in flight during the drain may need it
+            await asyncio.wait({recorder_task}, timeout=SHUTDOWN_WAIT_SECONDS)
             events_task.cancel()
             with suppress(asyncio.CancelledError):
                 await events_task
@@ -127,4 +135,30 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="seedance-gateway", version="0.1.0", path="/schema"),
         logging_config=None,
+    )
+
+
+async def _hand_over(deps: Deps, stop: asyncio.Event, background: Collection[asyncio.Task[Any]]) -> None:
+    """Once the shutdown begins (``service/drain.py``): stop the background loops, which let their work in flight
+    finish for up to ``GATEWAY_TRACKER_SHUTDOWN_GRACE_SECONDS`` and cancel the rest, then give the tracker's and the
+    webhook worker's unfinished claims back, due now, so that another replica takes them at once rather than after
+    their leases. Only claims this process still holds are given back (``service/lua/lease_release.lua``)."""
+    await deps.drain.wait()
+    stop.set()
+    if not background:
+        return
+    await asyncio.wait(background, timeout=SHUTDOWN_WAIT_SECONDS)
+    try:
+        tracker, webhooks = await deps.tracker.hand_back(), await deps.delivery_worker.hand_back()
+    except RedisError:
+        log.warning("shutdown_handover_failed", exc_info=True)  # the leases bring the work back instead
+        return
+    log.info(
+        "shutdown_handover",
+        tracker_finished=tracker.finished,
+        tracker_handed_back=tracker.handed_back,
+        tracker_not_held=tracker.not_held,
+        webhooks_finished=webhooks.finished,
+        webhooks_handed_back=webhooks.handed_back,
+        webhooks_not_held=webhooks.not_held,
     )

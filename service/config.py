@@ -199,6 +199,20 @@ class Settings(BaseSettings):
     tracker_concurrency: int = Field(default=32, ge=1)
     tracker_tick_seconds: float = Field(default=0.1, gt=0)
     tracker_batch_size: int = Field(default=64, ge=1)
+    tracker_shutdown_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=9.0,
+        description="On shutdown: how long tracker steps and webhook attempts in flight may finish; the rest is "
+        "cancelled and handed back, due now, to the other replicas.",
+    )
+    shutdown_stream_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=14.0,
+        description="On shutdown: how long open status streams keep following their jobs before they end with a "
+        "reconnect hint (within the 15 s graceful window; fal's JS client fetches the result when a stream ends).",
+    )
 
     # Metrics
     metrics_port: int | None = Field(

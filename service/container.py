@@ -22,6 +22,7 @@ from service.clients import Clients
 from service.config import Settings
 from service.domain.pricing import PriceTable
 from service.domain.webhooks import parse_schedule
+from service.drain import Drain
 from service.events import EventBus
 from service.jobs.api import JobApi
 from service.jobs.cancel import Cancellation
@@ -29,6 +30,7 @@ from service.jobs.completion import Completion, CompletionHook
 from service.jobs.events import JobEvents
 from service.jobs.fal_webhooks import FalWebhookReceiver
 from service.jobs.followers import Followers
+from service.jobs.handover import RunHandovers
 from service.jobs.idempotency import IdempotencyKeys
 from service.jobs.queries import JobQueries
 from service.jobs.recording import UpstreamRecorder
@@ -47,6 +49,8 @@ from service.webhooks.sender import WebhookSender
 from service.webhooks.signing import SigningKeys
 from service.webhooks.store import DeliveryStore
 from service.webhooks.worker import DeliveryWorker
+
+STREAM_END_MARGIN_SECONDS = 0.05  # the streams' wake-up comes just after their grace period, never just before
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +79,20 @@ class Deps:
     fal_webhooks: FalWebhookReceiver
     recorder: UpstreamRecorder
     job_api: JobApi
+    drain: Drain
 
 
-def build_deps(
+def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
     settings: Settings,
     clients: Clients,
     *,
     metrics: Metrics,
     clock: Callable[[], float] = time.time,
     hooks: tuple[CompletionHook, ...] = (),
+    drain: Drain | None = None,
 ) -> Deps:
     r = clients.redis
+    drain = Drain() if drain is None else drain
     deliveries = DeliveryStore(r, retention_seconds=settings.webhook_retention_seconds, clock=clock)
     hooks = (WebhookHook(deliveries, clock=clock), *hooks)
     fal = FalClient(
@@ -110,6 +117,10 @@ def build_deps(
     )
     cache = CacheService(result_cache, hasher=hasher, settings=settings, metrics=metrics, clock=clock)
     events = JobEvents(bus)
+    # When the shutdown begins, /run waits re-read their jobs and hand their clients over; status streams re-read
+    # again once their grace period is over, and end.
+    drain.on_begin(events.wake_all)
+    drain.on_begin(events.wake_all, after=settings.shutdown_stream_grace_seconds + STREAM_END_MARGIN_SECONDS)
     followers = Followers(store)
     completion = Completion(
         store=store,
@@ -184,7 +195,9 @@ def build_deps(
         queries=queries,
         cancellation=cancellation,
         tracker=tracker,
-        job_api=JobApi(authenticator, submits, queries, cancellation, ledger, settings, metrics),
+        job_api=JobApi(
+            authenticator, submits, queries, cancellation, ledger, settings, metrics, RunHandovers(r, store), drain
+        ),
         signing_keys=signing_keys,
         webhook_secrets=webhook_secrets,
         deliveries=deliveries,
@@ -207,6 +220,7 @@ def build_deps(
             clock=clock,
         ),
         recorder=recorder,
+        drain=drain,
     )
 
 
@@ -256,5 +270,6 @@ def _delivery_worker(  # noqa: PLR0913 - the worker's collaborators, all explici
         concurrency=settings.webhook_concurrency,
         lease_seconds=settings.webhook_lease_seconds,
         tick_seconds=settings.tracker_tick_seconds,
+        grace_seconds=settings.tracker_shutdown_grace_seconds,
         clock=clock,
     )

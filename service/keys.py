@@ -17,6 +17,8 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:tenant:{<tid>}:whsec``      HASH ``current`` / ``previous`` / ``previous_until`` Standard Webhooks secrets
 - ``gw:v1:job:{<rid>}:followers``     SET of request ids merged into this (leader) request's upstream job
 - ``gw:v1:tenant:{<tid>}:idem:<h>``   HASH fingerprint / request id of an Idempotency-Key (sha256 ``h``), 24 h
+- ``gw:v1:tenant:{<tid>}:handover:<h>`` LIST of ``/run`` request ids a replica shutting down handed over, per request
+                                      (sha256 ``h`` of endpoint and input), taken by the clients' retries; 5 min
 - ``gw:v1:job:{<rid>}:outbox``        HASH hook name -> payload written with the job's completion, until dispatched
 - ``gw:v1:cache:{<ck>}``              cached result (JSON) of cache key ``ck`` (which embeds the hash version)
 - ``gw:v1:cache:{<ck>}:leader``       request id of the in-flight request others with key ``ck`` attach to
@@ -102,6 +104,10 @@ def webhook_secrets(tenant_id: str) -> str:
 
 def idempotency(tenant_id: str, key_digest: str) -> str:
     return f"{tenant(tenant_id)}:idem:{key_digest}"
+
+
+def run_handover(tenant_id: str, request_digest: str) -> str:
+    return f"{tenant(tenant_id)}:handover:{request_digest}"
 
 
 def budget_tenants() -> str:

@@ -1,7 +1,9 @@
 """Lease schedules: a Redis ZSET of ids scored by when each is next due, claimed as leases (``lua/lease_claim.lua``).
 
 The tracker's due jobs and the webhook deliveries are both one. Claiming an entry re-scores it to "now + lease", so
-work whose replica dies becomes due again when the lease runs out, and another replica takes it over.
+work whose replica dies becomes due again when the lease runs out, and another replica takes it over. A replica that
+stops on purpose does not make the others wait for its leases: :meth:`LeaseWorker.hand_back` gives back what it
+claimed and did not finish, due now (``lua/lease_release.lua``), but only what it still holds.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -18,6 +21,25 @@ from redis.asyncio.client import Pipeline
 from service.redis_client import load_script
 
 MAX_ERROR_WAIT_SECONDS = 1.0
+DEFAULT_GRACE_SECONDS = 5.0
+
+
+class Claim(NamedTuple):
+    """One claimed entry: its id, when it was due (its score before the claim) and the lease score the claim gave
+    it. The claimer holds the entry for as long as its score is still ``lease_until_ms``."""
+
+    member: str
+    due_ms: int
+    lease_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """What a stopped :class:`LeaseWorker` did with the work it had in flight when it was told to stop."""
+
+    finished: int = 0  # in flight at the stop and finished within the grace period
+    handed_back: int = 0  # cut short, and given back due now for another replica to take at once
+    not_held: int = 0  # cut short, but no longer this process's: already rescheduled, or claimed elsewhere since
 
 
 class LeaseSchedule:
@@ -25,6 +47,7 @@ class LeaseSchedule:
         self._redis = redis
         self._key = key
         self._claim = load_script(redis, "service", "lease_claim.lua")
+        self._release = load_script(redis, "service", "lease_release.lua")
 
     async def schedule(self, member: str, at_ms: int) -> None:
         await self._redis.zadd(self._key, {member: at_ms})
@@ -32,9 +55,21 @@ class LeaseSchedule:
     def schedule_in(self, pipe: Pipeline, member: str, at_ms: int) -> None:
         pipe.zadd(self._key, {member: at_ms})
 
-    async def claim(self, now_ms: int, *, lease_ms: int, limit: int) -> list[str]:
-        claimed: list[str] = await self._claim(keys=[self._key], args=[now_ms, lease_ms, limit])
-        return claimed
+    async def claim(self, now_ms: int, *, lease_ms: int, limit: int) -> list[Claim]:
+        """Up to ``limit`` entries due by ``now_ms``, each now leased until ``now_ms + lease_ms``, in due order."""
+        flat: list[str] = await self._claim(keys=[self._key], args=[now_ms, lease_ms, limit])
+        lease_until = now_ms + lease_ms
+        return [Claim(flat[i], int(float(flat[i + 1])), lease_until) for i in range(0, len(flat), 2)]
+
+    async def release(self, claims: Sequence[Claim], now_ms: int) -> int:
+        """Make each claimed entry due at ``now_ms`` again, where it still carries its claim's lease score: never one
+        that another replica claimed after the lease ran out, nor one its own handling rescheduled. Returns how many
+        were given back."""
+        if not claims:
+            return 0
+        pairs = [value for claim in claims for value in (claim.member, claim.lease_until_ms)]
+        released: int = await self._release(keys=[self._key], args=[now_ms, *pairs])
+        return int(released)
 
     async def finish(self, member: str) -> None:
         await self._redis.zrem(self._key, member)
@@ -54,7 +89,11 @@ class LeaseWorker:
     ``handle`` must not raise (each one logs and counts its own failures): the lease brings a member back if its
     handling dies with its replica. ``between`` (optional) runs once per round, for gauges. ``on_error`` is called
     inside ``except`` when a round fails (see :class:`service.background.Survivor`); the loop then waits longer
-    after each consecutive failure, up to a second, instead of retrying a dead Redis every tick.
+    after each consecutive failure, up to a second, instead of retrying a dead Redis every tick. ``observe_lag``
+    (optional) is given, for every member claimed, how many seconds after its due time it was claimed.
+
+    Once stopped, the loop claims nothing more and lets the handlers in flight finish for up to ``grace_seconds``;
+    it cancels the rest, whose claims :meth:`hand_back` then gives back to the schedule, due now.
     """
 
     def __init__(  # noqa: PLR0913 - the loop's knobs, all explicit
@@ -68,6 +107,8 @@ class LeaseWorker:
         tick_seconds: float,
         on_error: Callable[[str], None],
         between: Callable[[], Awaitable[None]] | None = None,
+        observe_lag: Callable[[float], None] | None = None,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._schedule = schedule
@@ -78,11 +119,16 @@ class LeaseWorker:
         self._tick = tick_seconds
         self._on_error = on_error
         self._between = between
+        self._observe_lag = observe_lag
+        self._grace = grace_seconds
         self._clock = clock
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], Claim] = {}
+        self._cut_short: list[Claim] = []
+        self._finished_at_stop = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim and handle due members until ``stop`` is set; survives Redis outages. Waits for its handlers."""
+        """Claim and handle due members until ``stop`` is set; survives Redis outages. Then lets its handlers finish
+        for up to the grace period and cancels the rest (see :meth:`hand_back`)."""
         failures = 0
         while not stop.is_set():
             try:
@@ -97,22 +143,46 @@ class LeaseWorker:
                 wait = min(MAX_ERROR_WAIT_SECONDS, self._tick * 2**failures) if failures else self._tick
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(wait, self._tick))
-        await self.drain()
+        await self._stop_handlers()
 
     async def claim_and_start(self) -> int:
         """Claim as many due members as there are free slots and start handling them. Returns how many."""
         free = self._concurrency - len(self._inflight)
         if free <= 0:
             return 0
-        members = await self._schedule.claim(
-            int(self._clock() * 1000), lease_ms=self._lease_ms, limit=min(free, self._batch)
-        )
-        for member in members:
-            task = asyncio.create_task(self._handle(member))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return len(members)
+        now = self._clock()
+        claims = await self._schedule.claim(int(now * 1000), lease_ms=self._lease_ms, limit=min(free, self._batch))
+        for claim in claims:
+            if self._observe_lag is not None:
+                self._observe_lag(max(0.0, now - claim.due_ms / 1000))
+            task = asyncio.create_task(self._handle(claim.member))
+            self._inflight[task] = claim
+            task.add_done_callback(self._forget)
+        return len(claims)
 
     async def drain(self) -> None:
+        """Wait for every handler in flight, however long it takes."""
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def hand_back(self) -> Handover:
+        """Give the claims whose handling the stop cut short back to the schedule, due now, so that another replica
+        takes them at once instead of after the lease; only those this process still holds. Call after :meth:`run`
+        has returned; nothing is cut short before that."""
+        claims, self._cut_short = self._cut_short, []
+        released = await self._schedule.release(claims, int(self._clock() * 1000))
+        return Handover(finished=self._finished_at_stop, handed_back=released, not_held=len(claims) - released)
+
+    async def _stop_handlers(self) -> None:
+        running = dict(self._inflight)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=self._grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        self._finished_at_stop = len(running) - len(late)
+        self._cut_short = [running[task] for task in late]
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)

@@ -1,5 +1,5 @@
 """Running an app under uvicorn with the gateway's settings: host, port, TLS, parser, event loop, connection limits,
-graceful shutdown."""
+graceful shutdown (the drain: docs/architecture.md, "Shutdown")."""
 
 from __future__ import annotations
 
@@ -9,10 +9,27 @@ import uvicorn
 from litestar import Litestar
 
 from service.config import Settings
+from service.drain import Drain
 from service.limits_http import ConnectionLimits, limited_protocol
 from service.limits_httptools import limited_httptools_protocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 15
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, which announces the shutdown to the app (``service/drain.py``) before it starts waiting for
+    the connections still open: uvicorn itself tells the app only after they have all closed (lifespan shutdown),
+    and the long ``/run`` waits and status streams among them must learn earlier that they should end."""
+
+    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        drain = getattr(self._app.state, "drain", None)
+        if isinstance(drain, Drain):  # absent if the lifespan never started
+            drain.begin()
+        await super().shutdown(sockets)
 
 
 def server_config(app: Litestar, settings: Settings) -> uvicorn.Config:
@@ -46,7 +63,7 @@ def run_server(app: Litestar, settings: Settings, *, shared_port: bool = False) 
     on the same port and the kernel spreads the connections over them."""
     config = server_config(app, settings)
     if not shared_port:
-        uvicorn.Server(config).run()
+        DrainingServer(config, app).run()
         return
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -54,4 +71,4 @@ def run_server(app: Litestar, settings: Settings, *, shared_port: bool = False) 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((settings.host, settings.port))
     sock.set_inheritable(True)
-    uvicorn.Server(config).run(sockets=[sock])
+    DrainingServer(config, app).run(sockets=[sock])

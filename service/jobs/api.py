@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from service.budgets.ledger import BudgetLedger
 from service.config import Settings
+from service.drain import Drain
 from service.jobs.cancel import Cancellation
+from service.jobs.handover import RunHandovers
 from service.jobs.queries import JobQueries
 from service.jobs.submit import SubmitPipeline
 from service.metrics import Metrics
@@ -27,6 +29,8 @@ class JobApi:
     ledger: BudgetLedger
     settings: Settings
     metrics: Metrics
+    handovers: RunHandovers
+    drain: Drain
 
 
 @dataclass(frozen=True, slots=True)

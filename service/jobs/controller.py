@@ -1,4 +1,4 @@
-"""fal's queue and run APIs under ``/queue`` and ``/run`` (docs/protocol.md §1.3, §4, §5), and the price of a
+"""fal's queue and run APIs under ``/queue`` and ``/run`` (docs/protocol.md §1.3, §4, §5, §15), and the price of a
 request before it is submitted (``/v1/estimate``)."""
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from service.config import Settings
 from service.domain.endpoints import RequestPath, app_of, parse_request_path
 from service.domain.jobs import Job, JobMode, JobUrls, job_urls, status_payload, submit_payload
 from service.domain.urls import PUBLIC_ONLY
+from service.drain import Drain
 from service.errors import GatewayTimeout, NotFound
 from service.jobs import intake
 from service.jobs.api import Call, JobApi
+from service.jobs.handover import shutting_down
 from service.jobs.idempotency import checked_key
 from service.jobs.queries import JobQueries
 from service.jobs.responses import cache_headers, cost_headers, json_response, result_response
@@ -31,6 +33,8 @@ from service.tenants.auth import Principal
 from service.upstream.fal import FORWARDED_SUBMIT_HEADERS
 
 AnyRequest = Request[Any, Any, Any]
+SHUTDOWN_COMMENT = "this gateway replica is shutting down; reconnect"
+RECONNECT_MS = 1000
 
 
 class QueueController(Controller):
@@ -73,7 +77,13 @@ class QueueController(Controller):
         urls = job_urls(_base_url(request, settings), app_of(job.endpoint_id), job.request_id)
         if target.action == "stream":
             events = _status_events(
-                queries, job.request_id, urls=urls, with_logs=_truthy(logs), keepalive=settings.sse_keepalive_seconds
+                queries,
+                job.request_id,
+                urls=urls,
+                with_logs=_truthy(logs),
+                keepalive=settings.sse_keepalive_seconds,
+                drain=call.api.drain,
+                grace=settings.shutdown_stream_grace_seconds,
             )
             return ServerSentEvent(events, headers={"x-fal-request-id": job.request_id, "Cache-Control": "no-cache"})
         body = status_payload(job, urls, with_logs=_truthy(logs))
@@ -103,9 +113,18 @@ class RunController(Controller):
     ) -> Response[Any]:
         principal, api = call.principal, call.api
         submit = await _submit_request(request, endpoint_id, JobMode.RUN, None, principal, api)
-        job = await api.submits.submit(principal, submit)
+        if api.drain.begun():  # shutting down: nothing is submitted here, the retry goes to a replica that stays
+            raise shutting_down()
+        handed_over = await api.handovers.take(principal, submit) if submit.idempotency_key is None else None
+        job = handed_over or await api.submits.submit(principal, submit)
         request.state.fal_request_id = job.request_id
-        final = await api.queries.wait_done(job.request_id, timeout=api.settings.run_timeout_seconds)
+        final = await api.queries.wait_done(
+            job.request_id, timeout=api.settings.run_timeout_seconds, until=api.drain.begun
+        )
+        if (final is None or not final.done) and api.drain.begun():
+            if submit.idempotency_key is None:  # with a key, the key answers the retry with this job
+                await api.handovers.give(principal, submit, job.request_id)
+            raise shutting_down()
         if final is None or not final.done:
             raise GatewayTimeout(
                 "The request did not complete within the gateway's run timeout; it is still "
@@ -184,9 +203,18 @@ async def _submit_request(
 
 
 async def _status_events(
-    queries: JobQueries, request_id: str, *, urls: JobUrls, with_logs: bool, keepalive: float
+    queries: JobQueries,
+    request_id: str,
+    *,
+    urls: JobUrls,
+    with_logs: bool,
+    keepalive: float,
+    drain: Drain,
+    grace: float,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """One ``data:`` event per change, a comment every ``keepalive`` seconds, and the end after COMPLETED."""
+    """One ``data:`` event per change, a comment every ``keepalive`` seconds (a comment only: an empty ``data:``
+    line would be an event, which fal's JS client fails to parse as JSON), and the end after COMPLETED. On a replica
+    shutting down, the end also comes ``grace`` seconds into the drain, after a reconnect hint (§15)."""
     last_body: dict[str, Any] | None = None
     last_sent = time.monotonic()
     job: Job | None
@@ -199,7 +227,10 @@ async def _status_events(
             yield ServerSentEventMessage(data=json.dumps(body))
         elif time.monotonic() - last_sent >= keepalive:
             last_sent = time.monotonic()
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
+        if not job.done and drain.lasted(grace):
+            yield ServerSentEventMessage(data=None, comment=SHUTDOWN_COMMENT, retry=RECONNECT_MS)
+            return
 
 
 def _base_url(request: AnyRequest, settings: Settings) -> str:

@@ -24,7 +24,7 @@ class JobEvents:
     def __init__(self, bus: EventBus) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         bus.on(keys.job_events_channel(), self.notify)
-        bus.on_reset(self._wake_all)  # anything may have changed while unsubscribed: make every waiter re-read
+        bus.on_reset(self.wake_all)  # anything may have changed while unsubscribed: make every waiter re-read
 
     def notify(self, request_id: str) -> None:
         for event in self._waiters.get(request_id, ()):
@@ -43,7 +43,8 @@ class JobEvents:
                 if not waiters:
                     del self._waiters[request_id]
 
-    def _wake_all(self) -> None:
+    def wake_all(self) -> None:
+        """Make every local waiter re-read its job (after a lost subscription, or when the shutdown begins)."""
         for waiters in list(self._waiters.values()):
             for event in waiters:
                 event.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from service.domain.endpoints import app_of
@@ -68,8 +68,16 @@ class JobQueries:
             if (follows and seen.done) or (not follows and seen.detached):
                 return
 
-    async def wait_done(self, request_id: str, *, timeout: float) -> Job | None:  # noqa: ASYNC109 - a deadline
-        """Wait for the job to complete; the last record seen (not done) if ``timeout`` runs out first."""
+    async def wait_done(
+        self,
+        request_id: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - a deadline
+        until: Callable[[], bool] | None = None,
+    ) -> Job | None:
+        """Wait for the job to complete; the last record seen (not done) if ``timeout`` runs out first, or as soon
+        as ``until()`` holds when the job is (re-)read: whoever makes it hold wakes the waiters
+        (``JobEvents.wake_all``)."""
         deadline = time.monotonic() + timeout
         last: Job | None = None
         watcher = self.watch(request_id)
@@ -79,7 +87,7 @@ class JobQueries:
                     last = await asyncio.wait_for(anext(watcher), remaining)
                 except (StopAsyncIteration, TimeoutError):
                     break
-                if last is None or last.done:
+                if last is None or last.done or (until is not None and until()):
                     break
         finally:
             await watcher.aclose()  # type: ignore[attr-defined]

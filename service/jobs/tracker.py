@@ -2,7 +2,8 @@
 
 Each replica runs one tracker loop (or a separate ``seedance-gateway worker`` does). Work is shared through the
 ``gw:v1:tracker:due`` ZSET: claiming an entry re-scores it to "now + lease", so a job whose replica dies becomes due
-again after the lease and another replica takes it over. Upstream status calls per job follow the tracker's own
+again after the lease and another replica takes it over; a replica that shuts down hands the jobs it was still
+stepping back at once instead (:meth:`JobTracker.hand_back`). Upstream status calls per job follow the tracker's own
 backoff schedule (reset when the job changes state), so clients polling the gateway never add upstream calls.
 """
 
@@ -25,7 +26,7 @@ from service.jobs.followers import outcome_of
 from service.jobs.recording import UpstreamRecorder
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
-from service.schedule import LeaseWorker
+from service.schedule import Handover, LeaseWorker
 from service.tenants.admission import Admission
 from service.upstream.fal import FalClient, UpstreamStatus, is_transient
 
@@ -66,6 +67,8 @@ class JobTracker:
             lease_seconds=settings.tracker_lease_seconds,
             tick_seconds=settings.tracker_tick_seconds,
             on_error=self._survivor.survived,
+            observe_lag=metrics.tracker_lag.observe,
+            grace_seconds=settings.tracker_shutdown_grace_seconds,
             clock=clock,
         )
 
@@ -81,6 +84,12 @@ class JobTracker:
 
     async def drain(self) -> None:
         await self._loop.drain()
+
+    async def hand_back(self) -> Handover:
+        """After :meth:`run`: give the jobs whose step the stop cut short back, due now, for another replica to take
+        at once (see ``LeaseWorker.hand_back``). A step cut short is like one whose replica died: every write it made
+        is atomic, and a completion it began is resumed by whoever takes the job."""
+        return await self._loop.hand_back()
 
     async def process(self, request_id: str) -> None:
         """One tracker step for one job. Never raises: failures are logged and the job retried later."""

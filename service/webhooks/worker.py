@@ -1,7 +1,8 @@
 """The delivery loop: claims due webhook deliveries as leases, attempts each, and retries on the schedule.
 
 Every replica (or a separate worker) runs one. A delivery claimed by a replica that dies becomes due again when its
-lease (``GATEWAY_WEBHOOK_LEASE_SECONDS``) runs out. Network errors, timeouts, 408, 425, 429 and 5xx are retried
+lease (``GATEWAY_WEBHOOK_LEASE_SECONDS``) runs out; one that shuts down hands the attempts it cut short back at
+once (:meth:`DeliveryWorker.hand_back`). Network errors, timeouts, 408, 425, 429 and 5xx are retried
 after ``GATEWAY_WEBHOOK_RETRY_SCHEDULE`` (jittered; a longer ``Retry-After`` wins, capped); any other answer is
 final. After the last attempt the delivery is dead-lettered (state ``failed``) and can be replayed.
 """
@@ -17,7 +18,7 @@ import structlog
 from service.background import Survivor
 from service.domain.webhooks import AttemptResult, DeliveryState, next_delay, parse_retry_after
 from service.metrics import Metrics
-from service.schedule import LeaseWorker
+from service.schedule import DEFAULT_GRACE_SECONDS, Handover, LeaseWorker
 from service.webhooks.sender import WebhookSender
 from service.webhooks.store import DeliveryStore
 
@@ -36,6 +37,7 @@ class DeliveryWorker:
         concurrency: int,
         lease_seconds: float,
         tick_seconds: float,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -54,6 +56,7 @@ class DeliveryWorker:
             tick_seconds=tick_seconds,
             on_error=self._survivor.survived,
             between=self._observe_queue,
+            grace_seconds=grace_seconds,
             clock=clock,
         )
 
@@ -65,6 +68,12 @@ class DeliveryWorker:
 
     async def drain(self) -> None:
         await self._loop.drain()
+
+    async def hand_back(self) -> Handover:
+        """After :meth:`run`: give the deliveries whose attempt the stop cut short back, due now (see
+        ``LeaseWorker.hand_back``). Such an attempt may have reached its receiver: it is sent again, with the same
+        ``webhook-id``, as after any attempt whose answer was lost."""
+        return await self._loop.hand_back()
 
     async def attempt(self, delivery_id: str) -> None:
         """One attempt of one delivery. Never raises: a failure here leaves the lease to bring it back."""

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.jobs import Job, JobMode, JobState, Outcome
 from service.jobs.store import DueSchedule, JobStore
+from service.schedule import Claim
 from tests.support.endpoints import T2V
 
 
@@ -81,9 +82,12 @@ async def test_claims_are_leases_that_return_after_expiry(redis_client: Redis) -
     await due.schedule("b", 2_000)
     await due.schedule("later", 9_000)
 
-    assert sorted(await due.claim(2_000, lease_ms=5_000, limit=10)) == ["a", "b"]
+    assert await due.claim(2_000, lease_ms=5_000, limit=10) == [Claim("a", 1_000, 7_000), Claim("b", 2_000, 7_000)]
     assert await due.claim(2_500, lease_ms=5_000, limit=10) == [], "a claimed entry is not handed out again"
-    assert sorted(await due.claim(7_000, lease_ms=5_000, limit=10)) == ["a", "b"], "the lease ran out"
+    assert await due.claim(7_000, lease_ms=5_000, limit=10) == [
+        Claim("a", 7_000, 12_000),
+        Claim("b", 7_000, 12_000),
+    ], "the lease ran out"
     assert await due.claim(7_000, lease_ms=5_000, limit=10) == []
     await due.finish("a")
     assert await due.size() == 2
@@ -94,6 +98,6 @@ async def test_concurrent_claimers_never_share_an_entry(redis_client: Redis) -> 
     for n in range(200):
         await due.schedule(f"job-{n}", 1_000)
     batches = await asyncio.gather(*(due.claim(5_000, lease_ms=60_000, limit=7) for _ in range(40)))
-    claimed = [rid for batch in batches for rid in batch]
+    claimed = [claim.member for batch in batches for claim in batch]
     assert len(claimed) == 200
     assert len(set(claimed)) == 200

@@ -3,6 +3,7 @@ stalled submits, transient upstream errors, and jobs lost upstream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -20,11 +21,13 @@ from service.http import in_process_transport
 from service.jobs.store import DueSchedule, JobStore
 from service.jobs.tracker import JobTracker
 from service.metrics import Metrics
+from service.schedule import Handover
 from service.simulator.app import create_simulator_app
 from service.simulator.faults import FaultRule
 from service.simulator.state import SimulatorConfig, SimulatorState
 from service.upstream.fal import FalClient
 from service.upstream.selection import Upstream
+from tests.support.waiting import eventually
 
 
 class Clock:
@@ -139,7 +142,9 @@ async def test_a_dead_replicas_claim_is_taken_over_after_the_lease(rig: Rig) -> 
     job = await rig.submitted_job()
     rig.sim_clock.advance(100)  # done upstream
     # Replica A claims the job and dies before processing it.
-    assert await rig.due.claim(int(rig.clock() * 1000), lease_ms=30_000, limit=10) == [job.request_id]
+    assert [c.member for c in await rig.due.claim(int(rig.clock() * 1000), lease_ms=30_000, limit=10)] == [
+        job.request_id
+    ]
     survivor = rig.tracker()
     rig.clock.advance(29)
     assert await _step_all(survivor) == 0, "the lease still holds"
@@ -223,3 +228,43 @@ async def test_a_job_in_fals_queue_backs_off_further_than_one_being_generated(ri
     assert stored.state is JobState.IN_PROGRESS
     assert waits[0] == pytest.approx(rig.settings.tracker_poll_initial_seconds, abs=0.01)
     assert max(waits) == pytest.approx(rig.settings.tracker_poll_max_seconds, abs=0.01)
+
+
+def _sample(rig: Rig, name: str, labels: dict[str, str] | None = None) -> float:
+    return rig.metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_the_tracker_observes_how_late_it_claims_each_job(rig: Rig) -> None:
+    await rig.submitted_job()  # due now on the rig's clock
+    rig.clock.advance(2)
+    assert await _step_all(rig.tracker()) == 1
+    assert _sample(rig, "gateway_tracker_lag_seconds_count") == 1
+    assert _sample(rig, "gateway_tracker_lag_seconds_sum") == pytest.approx(2.0, abs=0.01)
+
+
+async def test_a_stopping_tracker_hands_its_stuck_step_back_and_another_replica_takes_it_at_once(rig: Rig) -> None:
+    job = await rig.submitted_job()
+    rig.sim_clock.advance(100)  # done upstream; the leaving replica's status call will hang
+    rig.sim.add_fault(FaultRule(op="status", kind="slow", delay_seconds=60, times=1))
+    grace = rig.settings.model_copy(update={"tracker_shutdown_grace_seconds": 0.1})
+    leaving = build_deps(grace, rig.clients, metrics=rig.metrics, clock=rig.clock).tracker
+    stop = asyncio.Event()
+    running = asyncio.create_task(leaving.run(stop))
+
+    async def stuck_in_fals_status_call() -> bool:
+        return bool(rig.sim.stats()["calls"].get("status"))
+
+    await eventually(stuck_in_fals_status_call)
+    assert await rig.redis.zscore(keys.tracker_due(), job.request_id) == (rig.clock() + 30) * 1000, "leased for 30 s"
+    stop.set()
+    await running
+    assert await leaving.hand_back() == Handover(finished=0, handed_back=1, not_held=0)
+    assert await rig.redis.zscore(keys.tracker_due(), job.request_id) == rig.clock() * 1000
+
+    assert await _step_all(rig.tracker()) == 1, "taken at once, without the 30 s lease running out"
+    final = await rig.store.get(job.request_id)
+    assert final is not None
+    assert final.outcome is Outcome.OK
+    completed = {"endpoint": TEXT_TO_VIDEO.id, "outcome": "ok"}
+    assert _sample(rig, "gateway_jobs_completed_total", completed) == 1, "completed once"
+    assert rig.sim.stats()["requests"][job.upstream_id]["result_calls"] == 1

@@ -14,6 +14,8 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+HOLD_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class Received:
@@ -24,13 +26,17 @@ class Received:
 
 @dataclass
 class Receiver:
-    """``script[path]`` lists the statuses to answer in order (then 200); ``retry_after[path]`` adds that header."""
+    """``script[path]`` lists the statuses to answer in order (then 200); ``retry_after[path]`` adds that header;
+    ``hold[path]`` requests to that path are recorded but left unanswered until the receiver stops (at most
+    ``HOLD_SECONDS``), like a receiver that hangs."""
 
     script: dict[str, list[int]] = field(default_factory=dict)
     retry_after: dict[str, str] = field(default_factory=dict)
+    hold: dict[str, int] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _released: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> Receiver:
@@ -50,12 +56,20 @@ class Receiver:
                     receiver.received.append(Received(path, {k.lower(): v for k, v in self.headers.items()}, body))
                     planned = receiver.script.get(path) or []
                     status = planned.pop(0) if planned else 200
-                self.send_response(status)
-                if path in receiver.retry_after and status != 200:
-                    self.send_header("Retry-After", receiver.retry_after[path])
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                    held = receiver.hold.get(path, 0) > 0
+                    if held:
+                        receiver.hold[path] -= 1
+                if held:
+                    receiver._released.wait(HOLD_SECONDS)
+                try:
+                    self.send_response(status)
+                    if path in receiver.retry_after and status != 200:
+                        self.send_header("Retry-After", receiver.retry_after[path])
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:  # the sender gave up on a held request
+                    return
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
                 return
@@ -65,6 +79,7 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

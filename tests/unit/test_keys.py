@@ -55,6 +55,7 @@ PERIOD_KEYS: list[tuple[Callable[[str, str], str], str]] = [
     (keys.breakdown, "gw:v1:tenant:{abc123}:breakdown:m2026-11"),
     (keys.budget_alerts, "gw:v1:tenant:{abc123}:alerts:m2026-11"),
     (keys.idempotency, "gw:v1:tenant:{abc123}:idem:m2026-11"),  # the second part is a key digest
+    (keys.run_handover, "gw:v1:tenant:{abc123}:handover:m2026-11"),  # the second part is a request digest
 ]
 IDS = ["abc123", "t-1", "sgw_abcdefghij0123456789", "req_01HZX:9", "with space", "ümlaut"]
 

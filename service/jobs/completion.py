@@ -37,6 +37,7 @@ from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
 from service.tenants.admission import Admission
 
+GUARDED = -2  # JobStore.complete: the guard field was set, nothing changed
 log = structlog.get_logger(__name__)
 UNADMITTED_ROLES = frozenset({"hit", "follower"})
 
@@ -77,15 +78,18 @@ class Completion:
         self._hooks = {hook.name: hook for hook in hooks}
         self._clock = clock
 
-    async def complete(self, job: Job, **values: Any) -> bool:
+    async def complete(self, job: Job, *, unless_submitted: bool = False, **values: Any) -> bool:
         """Complete ``job`` with ``values`` (``outcome`` and its result or error fields). True only for the call that
         made the transition. A job without a record (it was never written, or is gone) still gives back what it
-        holds, so nothing it reserved outlives it; one already COMPLETED is left to whoever completed it."""
+        holds, so nothing it reserved outlives it; one already COMPLETED is left to whoever completed it.
+        ``unless_submitted``: only while the record has no upstream id (a stalled submit whose id has been written
+        meanwhile is tracked, not failed); False and nothing done otherwise."""
         values.setdefault("completed_at", self._clock())
         final = replace(job, **values, state=JobState.COMPLETED)
         outbox = {name: payload for name, hook in self._hooks.items() if (payload := hook.outbox(final)) is not None}
-        made = await self._store.complete(job.request_id, values, outbox)
-        if made == 0:
+        guard = "upstream_id" if unless_submitted else None
+        made = await self._store.complete(job.request_id, values, outbox, unless_set=guard)
+        if made in (0, GUARDED):
             return False
         if made < 0:
             log.warning("job_record_missing_at_completion", request_id=job.request_id)

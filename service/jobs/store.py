@@ -82,14 +82,23 @@ class JobStore:
         """Apply ``values`` unless the job is already COMPLETED. Returns whether it was applied."""
         return await self._write_fields(request_id, 0, values)
 
-    async def complete(self, request_id: str, values: dict[str, Any], outbox: dict[str, str] | None = None) -> int:
+    async def complete(
+        self,
+        request_id: str,
+        values: dict[str, Any],
+        outbox: dict[str, str] | None = None,
+        *,
+        unless_set: str | None = None,
+    ) -> int:
         """Mark the job COMPLETED with ``values`` and write ``outbox`` in the same atomic step (``job_complete.lua``).
         The job stays ``settling`` (shown to clients as running) until :meth:`reveal`.
 
         Returns 1 for the one call that made the transition, 0 if the job was already COMPLETED, -1 if there is no
-        record. Only :class:`service.jobs.completion.Completion` calls this."""
+        record, -2 if the field ``unless_set`` is set (nothing changed). Only
+        :class:`service.jobs.completion.Completion` calls this."""
         entries = outbox or {}
         args: list[str | int] = [
+            unless_set or "",
             self._retention,
             len(entries),
             *_flatten(entries),

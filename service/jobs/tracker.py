@@ -214,12 +214,17 @@ class JobTracker:
             # fal accepted it while Redis was away, and this process kept its id: track it instead of failing it.
             await self._reschedule(job.request_id, 0)
             return
-        await self._fail(
-            job,
+        failed = failed_fields(
             502,
             "The gateway stopped while submitting this request; it was not re-submitted, to avoid paying twice",
             "upstream_submit_unknown",
         )
+        # Only while fal's id is still unknown: one written since this step read the record (the recorder's
+        # background write) means fal has the job, and it is tracked like any other.
+        if await self._completion.complete(job, unless_submitted=True, **failed):
+            log.warning("job_failed", error_type="upstream_submit_unknown", tenant_id=job.tenant_id)
+        else:
+            await self._reschedule(job.request_id, 0)
 
     async def _fail(self, job: Job, status_code: int, message: str, error_type: str) -> None:
         """End a job the gateway gives up on; fal bills nothing it did not produce, so nothing is charged."""

@@ -83,14 +83,6 @@ async def test_a_job_fal_accepted_during_a_long_outage_is_tracked_once_redis_is_
         assert gw.sim.stats()["calls"]["submit"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: JobTracker._check_stalled_submit decides on the record it read before the deadline check; if the "
-    "recorder's background flush writes fal's id in between, write_now finds nothing kept (False) and _fail completes "
-    "the job as upstream_submit_unknown with fal's id recorded: fal runs and bills it, nobody follows it. The "
-    "completion of a stalled submit must be conditional on the record still having no upstream id (in "
-    "job_complete.lua, or by re-reading it when write_now returns False)",
-)
 async def test_a_job_whose_id_is_written_while_the_tracker_looks_at_it_is_not_failed(
     redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -101,3 +101,18 @@ async def test_concurrent_claimers_never_share_an_entry(redis_client: Redis) -> 
     claimed = [claim.member for batch in batches for claim in batch]
     assert len(claimed) == 200
     assert len(set(claimed)) == 200
+
+
+async def test_a_guarded_completion_happens_only_while_the_guard_field_is_unset(redis_client: Redis) -> None:
+    store = JobStore(redis_client, retention_seconds=60)
+    unsent, sent = _job("00000000-0000-4000-8000-0000000000a1"), _job("00000000-0000-4000-8000-0000000000a2")
+    await store.create(unsent)
+    await store.create(sent)
+    await store.update(sent.request_id, upstream_id="fal-123", state=JobState.IN_QUEUE)
+    failed = {"outcome": Outcome.ERROR, "error_type": "upstream_submit_unknown"}
+
+    assert await store.complete(sent.request_id, failed, unless_set="upstream_id") == -2
+    assert await store.complete(unsent.request_id, failed, unless_set="upstream_id") == 1
+    still_tracked = await store.get(sent.request_id)
+    assert still_tracked is not None
+    assert (still_tracked.state, still_tracked.upstream_id) == (JobState.IN_QUEUE, "fal-123")

@@ -87,6 +87,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         deps = build_deps(settings, clients, metrics=metrics, clock=clock, hooks=completion_hooks)
         app.state.deps = deps
         app.state.drain = deps.drain  # begun by service/server.py as uvicorn's shutdown starts
+        app.state.scrape_refresh = deps.reconciler.refresh_gauges  # /metrics reads the money gauges afresh
         stop, recorder_stop = asyncio.Event(), asyncio.Event()
         events_task = asyncio.create_task(deps.bus.run())
         recorder_task = asyncio.create_task(deps.recorder.run(recorder_stop))

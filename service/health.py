@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Response, get
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
@@ -13,6 +16,7 @@ from redis.exceptions import RedisError
 from service.metrics import Metrics
 from service.upstream.breaker import OPERATIONS, STATE_VALUES
 
+SCRAPE_REFRESH_SECONDS = 1.0
 STATE_NAMES = {value: state.value for state, value in STATE_VALUES.items()}
 
 
@@ -37,7 +41,16 @@ async def readyz(redis: NamedDependency[Redis], metrics: NamedDependency[Metrics
 
 
 @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
-async def metrics_endpoint(metrics: NamedDependency[Metrics]) -> Response[bytes]:
+async def metrics_endpoint(metrics: NamedDependency[Metrics], state: State) -> Response[bytes]:
+    """The registry, after the gauges that describe shared state are read afresh from Redis (``scrape_refresh`` in
+    the app state: the budget gauges). A Redis that does not answer within a second leaves them as last read."""
+    refresh: Callable[[], Awaitable[None]] | None = state.get("scrape_refresh")
+    if refresh is not None:
+        try:
+            async with asyncio.timeout(SCRAPE_REFRESH_SECONDS):
+                await refresh()
+        except (RedisError, TimeoutError):
+            metrics.background_errors.labels(loop="scrape_refresh").inc()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -69,6 +69,10 @@ class Reconciler:
             resolved = await self._ledger.reconcile(self._load_job, extend_seconds=self._extend)
             if resolved:
                 log.info("budget_reconciled", resolved=resolved)
+        await self.refresh_gauges()
+        return resolved
+
+    async def refresh_gauges(self) -> None:
+        """Every tenant's budget gauges, read from Redis (each round, and at every scrape of ``/metrics``)."""
         for tenant in await self._tenants.list_tenants():
             await self._reader.refresh_gauges(tenant)
-        return resolved

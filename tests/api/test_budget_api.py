@@ -234,3 +234,14 @@ async def test_alerts_fire_once_per_threshold_per_period(gateway: Gateway) -> No
     assert 'gateway_budget_rejections_total{tenant="acme"} 1.0' in (await gateway.client.get("/metrics")).text
     fired = await gateway.redis.hgetall(keys.budget_alerts("acme", (await _usage(gateway))["period_id"]))
     assert sorted(fired) == ["100", "80", "90", "soft_limit"]
+
+
+async def test_a_scrape_reads_every_tenants_money_from_redis_at_that_moment(gateway: Gateway) -> None:
+    await _tenant(gateway, {"limit_micros": 10_000_000})
+    period_id = (await _usage(gateway))["period_id"]
+    # Spend that another replica settled a moment ago: only Redis knows it, and no reconcile round has run since.
+    await gateway.redis.hincrby(keys.budget("acme", period_id), "spent", 4_321_000)
+    scraped = (await gateway.client.get("/metrics")).text
+    assert 'gateway_budget_spent_micros{tenant="acme"} 4.321e+06' in scraped
+    assert 'gateway_budget_remaining_micros{tenant="acme"} 5.679e+06' in scraped
+    assert 'gateway_budget_limit_micros{tenant="acme"} 1e+07' in scraped

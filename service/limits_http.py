@@ -74,7 +74,42 @@ class WatchedConnection(h11.Connection):
         return event
 
 
-class LimitedH11Protocol(H11Protocol):
+class Deadlines:
+    """The deadline and the connection cap of a protocol, whichever parser it runs (h11 here, httptools in
+    ``service/limits_httptools.py``): what both need from uvicorn's protocol is declared here."""
+
+    limits: ClassVar[ConnectionLimits]
+    deadline: asyncio.TimerHandle | None
+    connections: set[Any]
+    tasks: set[asyncio.Task[None]]
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    client: tuple[str, int] | None
+
+    def _over_capacity(self) -> bool:
+        cap = self.limits.max_connections
+        over = len(self.connections) > cap or len(self.tasks) >= cap
+        if over:
+            log.warning("connection_limit_reached", max_connections=cap, client=client_text(self.client))
+        return over
+
+    def _arm(self, seconds: float, what: str) -> None:
+        self._disarm()
+        self.deadline = self.loop.call_later(seconds, self._expired, what)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _expired(self, what: str) -> None:
+        self.deadline = None
+        if not self.transport.is_closing():
+            log.info("connection_deadline_expired", waiting_for=what, client=client_text(self.client))
+            self.transport.close()
+
+
+class LimitedH11Protocol(Deadlines, H11Protocol):
     """uvicorn's h11 protocol with read deadlines, header limits and a connection cap.
 
     uvicorn has no deadline for reading a request, so a client that sends its headers or body a byte at a time holds
@@ -170,28 +205,6 @@ class LimitedH11Protocol(H11Protocol):
         )
         if size > limits.max_header_bytes:
             raise h11.RemoteProtocolError("header fields too large", error_status_hint=431)
-
-    def _over_capacity(self) -> bool:
-        cap = self.limits.max_connections
-        over = len(self.connections) > cap or len(self.tasks) >= cap
-        if over:
-            log.warning("connection_limit_reached", max_connections=cap, client=client_text(self.client))
-        return over
-
-    def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self.deadline = self.loop.call_later(seconds, self._expired, what)
-
-    def _disarm(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-
-    def _expired(self, what: str) -> None:
-        self.deadline = None
-        if not self.transport.is_closing():
-            log.info("connection_deadline_expired", waiting_for=what, client=client_text(self.client))
-            self.transport.close()
 
 
 async def too_many_connections(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

@@ -20,9 +20,8 @@ from service.limits_http import (
     ERROR_TYPES,
     HEADER_LINE_OVERHEAD,
     ConnectionLimits,
-    client_text,
+    Deadlines,
     error_answer,
-    log,
     too_many_connections,
 )
 
@@ -43,7 +42,7 @@ class HeadRefused(Exception):
         self.status = status
 
 
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
+class LimitedHttpToolsProtocol(Deadlines, HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits]
 
     def __init__(
@@ -143,25 +142,3 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, reason: str) -> None:
         self.refused = HeadRefused(status, reason)
         raise self.refused
-
-    def _over_capacity(self) -> bool:
-        cap = self.limits.max_connections
-        over = len(self.connections) > cap or len(self.tasks) >= cap
-        if over:
-            log.warning("connection_limit_reached", max_connections=cap, client=client_text(self.client))
-        return over
-
-    def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self.deadline = self.loop.call_later(seconds, self._expired, what)
-
-    def _disarm(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-
-    def _expired(self, what: str) -> None:
-        self.deadline = None
-        if not self.transport.is_closing():
-            log.info("connection_deadline_expired", waiting_for=what, client=client_text(self.client))
-            self.transport.close()

@@ -9,12 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-import trustme
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests.support.deploy import exported, referenced_metrics
-from tests.support.e2e import Processes
+from tests.support.e2e import Processes, tls_processes
 from tests.support.loopback import free_port
 from tests.support.redis import flush
 from tests.support.waiting import eventually_sync as eventually
@@ -25,21 +24,12 @@ REQUESTS = "/queue/fal-ai/bytedance/requests"
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Processes, int]]:
-    tmp = tmp_path_factory.mktemp("observability")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
-    cert.private_key_pem.write_to_path(str(tmp / "server.key"))
     metrics_port = free_port()
     flush(redis_url)
-    procs = Processes(
-        tmp=tmp,
-        ca=tmp / "ca.pem",
-        redis_url=redis_url,
-        sim_port=free_port(),
-        gw_port=free_port(),
-        extra_env={"GATEWAY_METRICS_PORT": str(metrics_port), "GATEWAY_METRICS_REFRESH_SECONDS": "0.2"},
+    procs = tls_processes(
+        tmp_path_factory.mktemp("observability"),
+        redis_url,
+        {"GATEWAY_METRICS_PORT": str(metrics_port), "GATEWAY_METRICS_REFRESH_SECONDS": "0.2"},
     )
     try:
         procs.start_simulator()

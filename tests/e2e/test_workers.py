@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
-from tests.support.e2e import ROOT, Processes
+from tests.support.e2e import ROOT, Processes, tls_processes
 from tests.support.loopback import free_port
 from tests.support.redis import flush
 from tests.support.waiting import eventually_sync
@@ -23,22 +22,9 @@ ENDPOINT = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Processes, int]]:
-    tmp = tmp_path_factory.mktemp("workers")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
-    cert.private_key_pem.write_to_path(str(tmp / "server.key"))
     metrics_port = free_port()
     flush(redis_url)
-    procs = Processes(
-        tmp=tmp,
-        ca=tmp / "ca.pem",
-        redis_url=redis_url,
-        sim_port=free_port(),
-        gw_port=free_port(),
-        extra_env={"GATEWAY_METRICS_PORT": str(metrics_port)},
-    )
+    procs = tls_processes(tmp_path_factory.mktemp("workers"), redis_url, {"GATEWAY_METRICS_PORT": str(metrics_port)})
     try:
         procs.start_simulator()
         yield procs, metrics_port

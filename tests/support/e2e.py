@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trustme
 
-from tests.support.loopback import wait_ready
+from tests.support.loopback import free_port, wait_ready
 
 E2E_ADMIN_TOKEN = "e2e-admin-token"
 SIM_KEY = "e2e-simulator-key"
@@ -165,3 +166,20 @@ class Processes:
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def tls_processes(tmp: Path, redis_url: str, extra_env: dict[str, str] | None = None) -> Processes:
+    """A rig in ``tmp`` with a fresh CA and server certificate for 127.0.0.1, on free ports; nothing started yet."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp / "server.key"))
+    return Processes(
+        tmp=tmp,
+        ca=tmp / "ca.pem",
+        redis_url=redis_url,
+        sim_port=free_port(),
+        gw_port=free_port(),
+        extra_env=extra_env or {},
+    )

@@ -27,7 +27,7 @@ from service.tenants.auth import Principal
 
 log = structlog.get_logger(__name__)
 
-HANDOVER_TTL_SECONDS = 300
+HANDOVER_TTL_SECONDS = 60  # the retry comes after Retry-After (1 s) and the clients' own backoff
 RETRY_AFTER_SECONDS = 1
 
 

@@ -14,7 +14,7 @@ from prometheus_client.samples import Sample
 
 from tests.support.deploy import exported, referenced_metrics
 from tests.support.e2e import Processes, tls_processes
-from tests.support.loopback import free_port
+from tests.support.loopback import free_ports
 from tests.support.redis import flush
 from tests.support.waiting import eventually_sync as eventually
 
@@ -24,13 +24,10 @@ REQUESTS = "/queue/fal-ai/bytedance/requests"
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Processes, int]]:
-    metrics_port = free_port()
+    procs = tls_processes(tmp_path_factory.mktemp("observability"), redis_url)
+    metrics_port = free_ports(1, avoid={procs.sim_port, procs.gw_port})
+    procs.extra_env.update({"GATEWAY_METRICS_PORT": str(metrics_port), "GATEWAY_METRICS_REFRESH_SECONDS": "0.2"})
     flush(redis_url)
-    procs = tls_processes(
-        tmp_path_factory.mktemp("observability"),
-        redis_url,
-        {"GATEWAY_METRICS_PORT": str(metrics_port), "GATEWAY_METRICS_REFRESH_SECONDS": "0.2"},
-    )
     try:
         procs.start_simulator()
         procs.start_gateway()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.e2e import ROOT, Processes, tls_processes
-from tests.support.loopback import free_port
+from tests.support.loopback import free_ports
 from tests.support.redis import flush
 from tests.support.waiting import eventually_sync
 
@@ -22,9 +22,10 @@ ENDPOINT = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Processes, int]]:
-    metrics_port = free_port()
+    procs = tls_processes(tmp_path_factory.mktemp("workers"), redis_url)
+    metrics_port = free_ports(2, avoid={procs.sim_port, procs.gw_port})  # worker N: metrics on this port + N
+    procs.extra_env["GATEWAY_METRICS_PORT"] = str(metrics_port)
     flush(redis_url)
-    procs = tls_processes(tmp_path_factory.mktemp("workers"), redis_url, {"GATEWAY_METRICS_PORT": str(metrics_port)})
     try:
         procs.start_simulator()
         yield procs, metrics_port

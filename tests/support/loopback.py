@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import httpx
 import pytest
@@ -16,6 +16,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int, *, avoid: Collection[int] = ()) -> int:
+    """The first of ``count`` consecutive loopback ports nothing listens on (right now), none of them in ``avoid``
+    (ports already handed out to processes that have not bound them yet)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            base = int(first.getsockname()[1])
+            if any(base + offset in avoid for offset in range(count)):
+                continue
+            others = [socket.socket() for _ in range(count - 1)]
+            try:
+                for offset, sock in enumerate(others, start=1):
+                    sock.bind(("127.0.0.1", base + offset))
+            except OSError:
+                continue
+            finally:
+                for sock in others:
+                    sock.close()
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def wait_ready(

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -40,10 +40,8 @@ from service.tenants.controller import AdminController, SelfServiceController
 from service.upstream.selection import select_upstream
 from service.webhooks.controller import TenantWebhookController, WebhookAdminController, jwks
 
+SUBMIT_CONTROLLERS: tuple[ControllerRouterHandler, ...] = (QueueController, RunController, EstimateController)
 API_CONTROLLERS: tuple[ControllerRouterHandler, ...] = (
-    QueueController,
-    RunController,
-    EstimateController,
     AdminController,
     RequestHistoryController,
     SelfServiceController,
@@ -118,6 +116,11 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
 
     handlers: list[ControllerRouterHandler] = [healthz, readyz, metrics_endpoint, jwks]
     if serve_api:
+        # Submits may carry images as data: URIs: their routes take the larger body limit (service/jobs/intake.py
+        # then holds each endpoint to its own).
+        handlers.append(
+            Router("/", route_handlers=list(SUBMIT_CONTROLLERS), request_max_body_size=settings.submit_max_body_bytes)
+        )
         handlers += API_CONTROLLERS
     if upstream.mount is not None:
         handlers.append(upstream.mount)

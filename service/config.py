@@ -68,7 +68,13 @@ class Settings(BaseSettings):
     )
 
     # Request handling
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest request body; beyond: 413.")
+    image_to_video_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest image-to-video submit or run: both frames may come as data: URIs (a large PNG frame of "
+        "6 MB is 8 MB in base64); every other request keeps GATEWAY_MAX_BODY_BYTES.",
+    )
     run_timeout_seconds: float = Field(default=3600.0, gt=0, description="Longest a /run call waits for its job.")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
@@ -244,6 +250,12 @@ class Settings(BaseSettings):
         """How long a job may stay unsubmitted before it counts as abandoned by a replica that died mid-submit: the
         submit deadline plus one tracker lease."""
         return self.upstream_submit_timeout_seconds + self.tracker_lease_seconds
+
+    @property
+    def submit_max_body_bytes(self) -> int:
+        """The body limit of the submit, run and estimate routes: the larger of the two limits (each endpoint's own
+        is checked once the endpoint is known)."""
+        return max(self.max_body_bytes, self.image_to_video_max_body_bytes)
 
     @property
     def tls_enabled(self) -> bool:

@@ -150,7 +150,9 @@ class EstimateController(Controller):
         The cost is the amount a submit would reserve (the upper bound; see the README's pricing section)."""
         principal, ledger, metrics = call.principal, call.api.ledger, call.api.metrics
         endpoint = intake.endpoint_named(endpoint_id, metrics)
-        data = intake.validated(endpoint, await request.body(), metrics, webhook_url=None, webhook_policy=PUBLIC_ONLY)
+        raw = await request.body()
+        intake.check_body_size(endpoint, raw, call.api.settings, metrics)
+        data = intake.validated(endpoint, raw, metrics, webhook_url=None, webhook_policy=PUBLIC_ONLY)
         quote = ledger.estimate(data)
         return {
             "endpoint_id": endpoint.id,
@@ -178,9 +180,11 @@ async def _submit_request(
     """Intake for a submit or run: endpoint, body, webhook and policy checked; what to forward collected."""
     settings, metrics = api.settings, api.metrics
     endpoint = intake.endpoint_named(endpoint_id, metrics)
+    raw = await request.body()
+    intake.check_body_size(endpoint, raw, settings, metrics)
     data = intake.validated(
         endpoint,
-        await request.body(),
+        raw,
         metrics,
         webhook_url=webhook,
         webhook_policy=webhook_policy(settings),

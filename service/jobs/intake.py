@@ -5,11 +5,12 @@ Module functions, so the estimate route runs exactly the same checks as a submit
 
 from __future__ import annotations
 
-from service.domain.endpoints import Endpoint, find_endpoint
+from service.config import Settings
+from service.domain.endpoints import Endpoint, EndpointKind, find_endpoint
 from service.domain.policy import check_request
 from service.domain.schemas import InvalidInputError, TextToVideoInput, parse_input
 from service.domain.urls import OutboundPolicy, url_problem
-from service.errors import InvalidRequest, NotFound, PolicyDenied
+from service.errors import InvalidRequest, NotFound, PayloadTooLarge, PolicyDenied
 from service.metrics import Metrics
 from service.tenants.auth import Principal
 
@@ -21,6 +22,19 @@ def endpoint_named(endpoint_id: str, metrics: Metrics) -> Endpoint:
         metrics.requests_rejected.labels(reason="unknown_endpoint").inc()
         raise NotFound(f"Application '{endpoint_id}' not found", error_type="application_not_found")
     return endpoint
+
+
+def check_body_size(endpoint: Endpoint, raw: bytes, settings: Settings, metrics: Metrics) -> None:
+    """413 for a body beyond its endpoint's limit: image-to-video may carry both frames as data: URIs
+    (``GATEWAY_IMAGE_TO_VIDEO_MAX_BODY_BYTES``); text-to-video keeps ``GATEWAY_MAX_BODY_BYTES``."""
+    limit = (
+        settings.image_to_video_max_body_bytes
+        if endpoint.kind is EndpointKind.IMAGE_TO_VIDEO
+        else settings.max_body_bytes
+    )
+    if len(raw) > limit:
+        metrics.requests_rejected.labels(reason="body_too_large").inc()
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
 
 
 def validated(

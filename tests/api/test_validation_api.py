@@ -57,6 +57,43 @@ async def test_oversized_bodies_get_413_in_fal_shape(gateway: Gateway) -> None:
     assert gateway.sim.stats()["calls"]["submit"] == 0
 
 
+def _data_uri(size: int) -> str:
+    return "data:image/png;base64," + "A" * size
+
+
+async def test_image_to_video_takes_both_frames_as_large_data_uris(gateway: Gateway) -> None:
+    frame = _data_uri(3 * 1024 * 1024)  # 6 MiB of frames: far above the 1 MiB of other requests
+    body = {"prompt": "between two frames", "image_url": frame, "end_image_url": frame}
+    response = await gateway.submit(I2V, body)
+    assert response.status_code == 200, response.text
+    (forwarded,) = [r["input"] for r in gateway.sim.stats()["requests"].values()]
+    assert forwarded["image_url"] == forwarded["end_image_url"] == frame
+
+
+async def test_an_image_to_video_body_beyond_its_own_limit_gets_413(gateway: Gateway) -> None:
+    limit = gateway.settings.image_to_video_max_body_bytes
+    body = {"prompt": "x", "image_url": _data_uri(limit // 2), "end_image_url": _data_uri(limit // 2)}
+    response = await gateway.client.post(f"/queue/{I2V}", json=body, headers=await gateway.auth())
+    assert response.status_code == 413
+    assert response.json()["error_type"] == "payload_too_large"
+    assert gateway.sim.stats()["calls"]["submit"] == 0
+
+
+@pytest.mark.parametrize("route", ["/queue/{}", "/run/{}", "/v1/estimate/{}"])
+async def test_text_to_video_keeps_the_smaller_limit_on_every_submit_route(gateway: Gateway, route: str) -> None:
+    body = {"prompt": "x" * (gateway.settings.max_body_bytes + 10)}
+    response = await gateway.client.post(route.format(T2V), json=body, headers=await gateway.auth())
+    assert response.status_code == 413
+    assert response.json()["error_type"] == "payload_too_large"
+    assert gateway.sim.stats()["calls"]["submit"] == 0
+
+
+async def test_other_routes_keep_the_smaller_limit(gateway: Gateway) -> None:
+    body = {"id": "big", "name": "x", "metadata": {"blob": "x" * (gateway.settings.max_body_bytes + 10)}}
+    response = await gateway.client.post("/admin/tenants", json=body, headers=gateway.admin)
+    assert response.status_code == 413
+
+
 async def test_defaults_are_filled_and_unknown_fields_dropped_before_forwarding(gateway: Gateway) -> None:
     response = await gateway.submit(T2V, {"prompt": "x", "duration": "6", "surprise": True})
     assert response.status_code == 200

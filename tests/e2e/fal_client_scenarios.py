@@ -7,6 +7,7 @@ through its environment variables (FAL_KEY, the two hosts, SSL_CERT_FILE).
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import Callable
@@ -103,6 +104,15 @@ def results_of() -> dict[str, Any]:
     return {"results": [fal_client.result(T2V, rid) for rid in ids]}
 
 
+def data_uri_frames() -> dict[str, Any]:
+    """Image-to-video with both frames inline as ``data:`` URIs of 2 MB each (a 5.6 MB body), as a caller without
+    storage would send them."""
+    frame = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\0" * (2 * 1024 * 1024)).decode()
+    arguments = {"prompt": "from one frame to the other", "image_url": frame, "end_image_url": frame}
+    handle = fal_client.submit(I2V, arguments=arguments)
+    return {"request_id": handle.request_id, "result": handle.get(), "body_bytes": len(json.dumps(arguments))}
+
+
 def bad_key() -> dict[str, Any]:
     return _http_error(lambda: fal_client.submit(T2V, arguments=T2V_ARGS))
 
@@ -119,6 +129,7 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
         submit_only,
         results_of,
         bad_key,
+        data_uri_frames,
     )
 }
 

@@ -57,6 +57,17 @@ def test_cancel_in_flight_and_after_completion(processes: Processes) -> None:
     assert "ALREADY_COMPLETED" in late["cancel_error"]["message"]
 
 
+def test_image_to_video_with_both_frames_as_2_mb_data_uris(processes: Processes) -> None:
+    seen = processes.fal_client("data_uri_frames", processes.new_key("frames"))
+    assert seen["body_bytes"] > 5_000_000
+    assert seen["result"]["video"]["url"].endswith(".mp4")
+    (forwarded,) = [
+        r["input"] for rid, r in processes.sim_stats()["requests"].items() if r["input"].get("end_image_url")
+    ]
+    assert forwarded["image_url"].startswith("data:image/png;base64,")
+    assert len(forwarded["image_url"]) == len(forwarded["end_image_url"]) > 2 * 1024 * 1024
+
+
 def test_bad_key_is_refused_with_401(processes: Processes) -> None:
     seen = processes.fal_client("bad_key", "sgw_aaaaaaaaaaaaaaaaaaaa:" + "x" * 43)
     assert seen["status_code"] == 401

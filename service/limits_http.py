@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import h11
 import structlog
@@ -19,6 +19,7 @@ from uvicorn.server import ServerState
 from service.config import Settings
 
 log = structlog.get_logger("service.limits_http")
+P = TypeVar("P", bound=asyncio.Protocol)
 
 Event = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
 ERROR_TYPES = {400: "bad_request", 431: "request_header_fields_too_large"}
@@ -45,14 +46,9 @@ class ConnectionLimits:
         )
 
 
-def limited_protocol(limits: ConnectionLimits) -> type[LimitedH11Protocol]:
-    """The protocol class to pass as ``uvicorn.Config(http=...)``, bound to ``limits``."""
-
-    class BoundProtocol(LimitedH11Protocol):
-        pass
-
-    BoundProtocol.limits = limits
-    return BoundProtocol
+def bound_protocol(protocol: type[P], limits: ConnectionLimits) -> type[P]:
+    """``protocol`` (one of the limited protocols) bound to ``limits``, to pass as ``uvicorn.Config(http=...)``."""
+    return type(protocol.__name__, (protocol,), {"limits": limits})
 
 
 class WatchedConnection(h11.Connection):
@@ -75,8 +71,9 @@ class WatchedConnection(h11.Connection):
 
 
 class Deadlines:
-    """The deadline and the connection cap of a protocol, whichever parser it runs (h11 here, httptools in
-    ``service/limits_httptools.py``): what both need from uvicorn's protocol is declared here."""
+    """The deadlines and the connection cap of a protocol, whichever parser it runs (h11 here, httptools in
+    ``service/limits_httptools.py``): the header deadline from the connection's opening, and what both need from
+    uvicorn's protocol, declared here. Mixed in before uvicorn's protocol class."""
 
     limits: ClassVar[ConnectionLimits]
     deadline: asyncio.TimerHandle | None
@@ -85,6 +82,14 @@ class Deadlines:
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     client: tuple[str, int] | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc] # uvicorn's protocol, next in the MRO
+        self._arm(self.limits.header_timeout_seconds, "header")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _over_capacity(self) -> bool:
         cap = self.limits.max_connections
@@ -144,14 +149,6 @@ class LimitedH11Protocol(Deadlines, H11Protocol):
         self.conn = self.watched
         self.gateway_app = self.app
         self.deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm(self.limits.header_timeout_seconds, "header")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
         # Before uvicorn's own handling, which may parse a pipelined request at once (and arm its body deadline).

@@ -26,16 +26,6 @@ from service.limits_http import (
 )
 
 
-def limited_httptools_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class to pass as ``uvicorn.Config(http=...)``, bound to ``limits``."""
-
-    class BoundProtocol(LimitedHttpToolsProtocol):
-        pass
-
-    BoundProtocol.limits = limits
-    return BoundProtocol
-
-
 class HeadRefused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -60,14 +50,6 @@ class LimitedHttpToolsProtocol(Deadlines, HttpToolsProtocol):
         self.head_size = 0  # the exact size of the request line and headers parsed so far
         self.head_fields = 0
         self.refused: HeadRefused | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm(self.limits.header_timeout_seconds, "header")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.in_head:

@@ -10,8 +10,8 @@ from litestar import Litestar
 
 from service.config import Settings
 from service.drain import Drain
-from service.limits_http import ConnectionLimits, limited_protocol
-from service.limits_httptools import limited_httptools_protocol
+from service.limits_http import ConnectionLimits, LimitedH11Protocol, bound_protocol
+from service.limits_httptools import LimitedHttpToolsProtocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 15
 
@@ -39,8 +39,8 @@ def server_config(app: Litestar, settings: Settings) -> uvicorn.Config:
 
     A TLS handshake is bounded by asyncio's own default (60 s); the header deadline starts once it is done.
     """
-    limits = ConnectionLimits.from_settings(settings)
-    protocol = limited_httptools_protocol(limits) if settings.http_parser == "httptools" else limited_protocol(limits)
+    parser = LimitedHttpToolsProtocol if settings.http_parser == "httptools" else LimitedH11Protocol
+    protocol = bound_protocol(parser, ConnectionLimits.from_settings(settings))
     return uvicorn.Config(
         app,
         host=settings.host,

@@ -83,13 +83,13 @@ def request_context_middleware(metrics: Metrics) -> Any:
 
 
 QUEUE_TEMPLATE = "/queue/{fal_path}"
-RUN_TEMPLATE = "/run/{endpoint_id}"
 SUBMIT_ROUTE = "/queue/{endpoint_id}"
 RESULT_ROUTE = "/queue/{app}/requests/{request_id}"
 STATUS_ROUTE = RESULT_ROUTE + "/status"
 STREAM_ROUTE = STATUS_ROUTE + "/stream"
 CANCEL_ROUTE = RESULT_ROUTE + "/cancel"
-RUN_ROUTE = "/run/{endpoint_id}"
+RUN_ROUTE = "/run/{endpoint_id}"  # Litestar's own template
+MAX_CALLER_ID = 128
 # Routes whose time is mostly spent waiting for a job, not working: no overhead is observed for them.
 WAITING_ROUTES = frozenset({STREAM_ROUTE, RUN_ROUTE})
 
@@ -108,7 +108,7 @@ def route_label(scope: Scope) -> str:
         if path.endswith("/status/stream"):
             return STREAM_ROUTE
         return STATUS_ROUTE if path.endswith("/status") else RESULT_ROUTE
-    return RUN_ROUTE if template == RUN_TEMPLATE else str(template)
+    return str(template)
 
 
 def _request_id(scope: Scope) -> str:
@@ -126,9 +126,6 @@ def _caller_request_id(scope: Scope) -> str | None:
                 return value.decode("ascii")
             return None
     return None
-
-
-MAX_CALLER_ID = 128
 
 
 def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

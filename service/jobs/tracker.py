@@ -214,22 +214,28 @@ class JobTracker:
             # fal accepted it while Redis was away, and this process kept its id: track it instead of failing it.
             await self._reschedule(job.request_id, 0)
             return
-        failed = failed_fields(
+        # Only while fal's id is still unknown: one written since this step read the record (the recorder's
+        # background write) means fal has the job, and it is tracked like any other.
+        failed = await self._fail(
+            job,
             502,
             "The gateway stopped while submitting this request; it was not re-submitted, to avoid paying twice",
             "upstream_submit_unknown",
+            unless_submitted=True,
         )
-        # Only while fal's id is still unknown: one written since this step read the record (the recorder's
-        # background write) means fal has the job, and it is tracked like any other.
-        if await self._completion.complete(job, unless_submitted=True, **failed):
-            log.warning("job_failed", error_type="upstream_submit_unknown", tenant_id=job.tenant_id)
-        else:
+        if not failed:
             await self._reschedule(job.request_id, 0)
 
-    async def _fail(self, job: Job, status_code: int, message: str, error_type: str) -> None:
-        """End a job the gateway gives up on; fal bills nothing it did not produce, so nothing is charged."""
-        if await self._completion.complete(job, **failed_fields(status_code, message, error_type)):
-            log.warning("job_failed", error_type=error_type, tenant_id=job.tenant_id)
+    async def _fail(
+        self, job: Job, status_code: int, message: str, error_type: str, *, unless_submitted: bool = False
+    ) -> bool:
+        """End a job the gateway gives up on; fal bills nothing it did not produce, so nothing is charged. False if
+        it was not ended here (already completed, or ``unless_submitted`` and fal's id has been recorded)."""
+        values = failed_fields(status_code, message, error_type)
+        if not await self._completion.complete(job, unless_submitted=unless_submitted, **values):
+            return False
+        log.warning("job_failed", error_type=error_type, tenant_id=job.tenant_id)
+        return True
 
     def _delay(self, job: Job, polls: int, state: JobState) -> float:
         """The backoff schedule; for a job fal will call back about, polling is only the fallback. A job that sits

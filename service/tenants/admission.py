@@ -111,28 +111,15 @@ class Admission:
         limit_of_rule = policy.requests_per_minute if rule == "requests_per_minute" else policy.max_concurrent
         raise TooManyRequests(_MESSAGES[rule].format(limit=limit_of_rule), retry_after=int(result[2]) / 1000, rule=rule)
 
-    async def confirm(
-        self, tenant_id: str, request_id: str, *, lease_seconds: float, reservation_expires_at_ms: int
-    ) -> bool:
-        """Extend a provisional admission to its full lifetime once its job is recorded (``lua/confirm.lua``).
-        False if its slot had already run out (the admission took longer than the provisional lease)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            self.confirm_in(
-                pipe,
-                tenant_id,
-                request_id,
-                lease_seconds=lease_seconds,
-                reservation_expires_at_ms=reservation_expires_at_ms,
-            )
-            (confirmed,) = await pipe.execute()
-        return int(confirmed) == 1
-
     def confirm_in(
         self, pipe: Pipeline, tenant_id: str, request_id: str, *, lease_seconds: float, reservation_expires_at_ms: int
     ) -> None:
-        """``confirm`` queued on ``pipe`` as a bare EVALSHA. redis-py would check every script of a pipeline with
-        SCRIPT EXISTS first (one more round trip per pipeline); a pipeline that meets a Redis which lost its scripts
-        fails with ``NoScriptError`` instead, and its caller runs :meth:`load_scripts` and the pipeline again."""
+        """Extend a provisional admission to its full lifetime once its job is recorded (``lua/confirm.lua``), queued
+        on ``pipe`` after the record's writes; its reply is 1 if the slot was still held.
+
+        A bare EVALSHA: redis-py would check every script of a pipeline with SCRIPT EXISTS first (one more round trip
+        per pipeline). A pipeline that meets a Redis which lost its scripts fails with ``NoScriptError`` instead, and
+        its caller runs :meth:`load_scripts` and the pipeline again."""
         pipe.evalsha(
             self._confirm.sha,
             2,
@@ -146,11 +133,8 @@ class Admission:
     async def load_scripts(self) -> None:
         await self._redis.script_load(self._confirm.script)
 
-    async def renew(self, tenant_id: str, request_id: str) -> None:
-        """Extend a running job's lease; does nothing for a job that no longer holds one."""
-        await self._redis.zadd(keys.inflight(tenant_id), {request_id: self._now_ms() + self._lease_ms}, xx=True)
-
     def renew_in(self, pipe: Pipeline, tenant_id: str, request_id: str) -> None:
+        """Extend a running job's lease, queued on ``pipe``; does nothing for a job that no longer holds one."""
         pipe.zadd(keys.inflight(tenant_id), {request_id: self._now_ms() + self._lease_ms}, xx=True)
 
     async def release(self, tenant_id: str, request_id: str) -> None:

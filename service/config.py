@@ -26,14 +26,26 @@ class Settings(BaseSettings):
 
     # State
     redis_url: str | None = Field(default=None, description="redis:// or rediss:// URL; required by `serve`.")
+    redis_cluster: bool = Field(
+        default=False, description="GATEWAY_REDIS_URL is a seed node of a Redis Cluster (no database number)."
+    )
     redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_max_connections: int = Field(default=200, ge=2, description="Pool size; callers wait for a free one.")
     job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # Upstream
     upstream_url: str = DEFAULT_UPSTREAM_URL
+    upstream_rest_url: str = Field(
+        default="https://rest.fal.ai", description="fal's storage API, where uploads are forwarded with the fal key."
+    )
     fal_key: SecretStr | None = None
     simulator: bool = Field(default=False, description="Use the built-in in-process fal simulator as upstream.")
+    sandbox_queue_seconds: float = Field(
+        default=0.5, ge=0, description="How long a sandbox tenant's job waits in the sandbox simulator's queue."
+    )
+    sandbox_processing_seconds: float = Field(
+        default=2.0, ge=0, description="How long a sandbox tenant's job then runs in the sandbox simulator."
+    )
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=30.0, gt=0)
     upstream_submit_timeout_seconds: float = Field(default=60.0, gt=0)
@@ -75,7 +87,21 @@ class Settings(BaseSettings):
         description="Largest image-to-video submit or run: both frames may come as data: URIs (a large PNG frame of "
         "6 MB is 8 MB in base64); every other request keeps GATEWAY_MAX_BODY_BYTES.",
     )
+    upload_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest upload through /rest/storage and /cdn; beyond: 413."
+    )
+    upload_requests_per_minute: int = Field(
+        default=60, ge=0, description="Uploads (initiate, auth/token, CDN upload) per tenant and minute; 0: no limit."
+    )
+    upload_grant_seconds: float = Field(
+        default=3600.0, gt=0, le=7 * 24 * 3600.0, description="Lifetime of a gateway upload URL or CDN upload token."
+    )
     run_timeout_seconds: float = Field(default=3600.0, gt=0, description="Longest a /run call waits for its job.")
+    proxy_path: str = Field(
+        default="/api/fal/proxy",
+        pattern=r"^/[A-Za-z0-9._~\-/]*[A-Za-z0-9._~\-]$",
+        description="Path of the server-proxy endpoint (fal's `proxyUrl` protocol, `x-fal-target-url`).",
+    )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     watch_fallback_seconds: float = Field(default=1.0, gt=0, description="Re-read interval if a change event is lost.")
 

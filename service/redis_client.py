@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Iterable
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -17,17 +19,19 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from service.config import Settings
-from service.redis_timing import Observe, TimedRedis
+from service.redis_timing import Observe, TimedClusterPipeline, TimedRedis, TimedRedisCluster
 
 # A failure before the command left is retried this many times, after 10-20, 20-40 and 40-80 ms: under 0.15 s of
 # waiting per command, so a real outage still answers 503 at once (a refused connect fails in well under 1 ms).
 UNSENT_RETRIES = 3
 UNSENT_BACKOFF = EqualJitterBackoff(cap=0.1, base=0.01)
 HEALTH_CHECK_INTERVAL_SECONDS = 30
+PUBSUB_RESERVE = 4  # cluster mode: connections per node kept for subscriptions (GatewayRedisCluster)
 
 
 class CommandNotSentError(RedisConnectionError):
@@ -39,12 +43,87 @@ def connect(settings: Settings, *, observe: Observe | None = None) -> Redis:
     (``service/redis_timing.py``)."""
     if not settings.redis_url:
         raise ValueError("GATEWAY_REDIS_URL is not set")
-    return connect_url(
+    connector = connect_cluster_url if settings.redis_cluster else connect_url
+    return connector(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_socket_timeout_seconds,
         observe=observe,
     )
+
+
+class GatewayRedisCluster(RedisCluster):
+    """A cluster client that retries a command only where it cannot have run: a ``CommandNotSentError`` (see
+    :func:`connect_url`), a cluster that is down or a slot not covered (answered before running anything). Stock
+    ``RedisCluster`` also retries a plain ``ConnectionError``/``TimeoutError``, which may run a command twice.
+
+    It also discovers the cluster before routing the first command: redis-py 8.1 routes first and initializes
+    after, so concurrent first commands are sent to the seed node while initialization closes its connections
+    (``AttributeError: 'NoneType' object has no attribute 'writelines'``).
+
+    Its nodes' pools fail at once (``MaxConnectionsError``) when all their connections are in use, where
+    :func:`connect_url`'s pool waits: so at most ``max_connections - PUBSUB_RESERVE`` commands and pipelines (each
+    takes at most one connection per node) run at once, the others wait for a permit; the rest is left for the
+    long-lived pub/sub connections (one per event bus on the client)."""
+
+    ERRORS_ALLOW_RETRY = (CommandNotSentError, ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.permits = asyncio.Semaphore(max(1, self.connection_kwargs["max_connections"] - PUBSUB_RESERVE))
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.permits:
+            if self._initialize:
+                await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # redis-py's own error
+        return _PermittedPipeline(self, transaction)  # type: ignore[abstract] # as redis-py's own pipeline()
+
+
+class _PermittedPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        async with cast("GatewayRedisCluster", self.cluster_client).permits:
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class _TimedPermittedPipeline(TimedClusterPipeline, _PermittedPipeline):  # type: ignore[misc] # redis-py's stubs
+    pass
+
+
+class TimedGatewayRedisCluster(TimedRedisCluster, GatewayRedisCluster):  # type: ignore[misc] # redis-py's stubs
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        return _TimedPermittedPipeline(self, transaction, self.observe)  # type: ignore[abstract]
+
+
+def connect_cluster_url(url: str, *, max_connections: int, timeout: float, observe: Observe | None = None) -> Redis:
+    """A Redis Cluster client, ``url`` one seed node; the same timeouts, retry rule and connection classes as
+    :func:`connect_url`. MOVED/ASK redirections and topology changes are followed by redis-py's cluster client.
+
+    Typed as ``Redis``: the gateway uses only commands both clients have, with keys that share a slot per script,
+    transaction or multi-key command (``tests/unit/test_key_slots.py``); pub/sub goes through :mod:`service.events`,
+    which uses sharded pub/sub on a cluster."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "max_connections": max_connections,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        "retry": Retry(UNSENT_BACKOFF, UNSENT_RETRIES),
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
+    cls = GatewayRedisCluster if observe is None else TimedGatewayRedisCluster
+    client = cls.from_url(url, **options) if observe is None else cls.from_url(url, observe=observe, **options)
+    connection_class = _UNSENT_ON_FAILURE[client.connection_kwargs["connection_class"]]
+    client.connection_kwargs["connection_class"] = connection_class  # shared with the nodes manager's new nodes
+    for node in client.startup_nodes:
+        node.connection_class = cast("type[Connection]", connection_class)
+    return cast("Redis", client)
 
 
 def connect_url(url: str, *, max_connections: int, timeout: float, observe: Observe | None = None) -> Redis:

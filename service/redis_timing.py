@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -69,3 +70,42 @@ class TimedPipeline(Pipeline):
             raise
         finally:
             self.observe("MULTI" if self.is_transaction else "PIPELINE", time.perf_counter() - started, reached)
+
+
+class TimedRedisCluster(RedisCluster):
+    """:class:`TimedRedis` for a Redis Cluster client: every command and pipeline timed the same way."""
+
+    def __init__(self, *, observe: Observe, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.observe = observe
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        started, reached = time.perf_counter(), True
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except _UNREACHABLE:
+            reached = False
+            raise
+        finally:
+            self.observe(str(args[0]).upper(), time.perf_counter() - started, reached)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # redis-py's own error
+        return TimedClusterPipeline(self, transaction, self.observe)  # type: ignore[abstract] # as redis-py's own
+
+
+class TimedClusterPipeline(ClusterPipeline):
+    def __init__(self, client: RedisCluster, transaction: Any | None, observe: Observe) -> None:
+        super().__init__(client, transaction)
+        self.observe = observe
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        started, reached = time.perf_counter(), True
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except _UNREACHABLE:
+            reached = False
+            raise
+        finally:
+            self.observe("MULTI" if self._transaction else "PIPELINE", time.perf_counter() - started, reached)

@@ -8,8 +8,8 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
-from service.redis_client import connect_url
 from tests.support.redis import SuiteRedis, suite_redis
+from tests.support.redis_cluster import ClusterRedis, connect_any, redis_cluster
 
 
 @pytest.fixture(scope="session")
@@ -19,13 +19,36 @@ def redis_server() -> Iterator[SuiteRedis]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: SuiteRedis) -> str:
+def cluster_server() -> Iterator[ClusterRedis]:
+    """A three-master Redis Cluster on loopback (tests.support.redis_cluster), started by the first test that needs
+    it: those of the modules that declare ``REDIS_MODES``."""
+    with redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """``single`` unless the module runs on both (``REDIS_MODES``, see ``pytest_generate_tests``)."""
+    return str(getattr(request, "param", "single"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    modes = getattr(metafunc.module, "REDIS_MODES", None)
+    if modes and "redis_mode" in metafunc.fixturenames:
+        metafunc.parametrize("redis_mode", modes, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: SuiteRedis, redis_mode: str, request: pytest.FixtureRequest) -> str:
+    if redis_mode == "cluster":
+        cluster: ClusterRedis = request.getfixturevalue("cluster_server")
+        return cluster.url
     return redis_server.url
 
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url, max_connections=200, timeout=5.0)
+    client = connect_any(redis_url, max_connections=200, timeout=5.0)  # FLUSHDB: every master of a cluster
     await client.flushdb()
     try:
         yield client

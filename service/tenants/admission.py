@@ -119,8 +119,10 @@ class Admission:
 
         A bare EVALSHA: redis-py would check every script of a pipeline with SCRIPT EXISTS first (one more round trip
         per pipeline). A pipeline that meets a Redis which lost its scripts fails with ``NoScriptError`` instead, and
-        its caller runs :meth:`load_scripts` and the pipeline again."""
-        pipe.evalsha(
+        its caller runs :meth:`load_scripts` and the pipeline again. Sent as a raw command: redis-py's cluster
+        pipeline refuses its ``evalsha`` method but routes a raw EVALSHA by its keys like any other command."""
+        pipe.execute_command(
+            "EVALSHA",
             self._confirm.sha,
             2,
             keys.inflight(tenant_id),

@@ -23,7 +23,7 @@ from service.errors import Conflict, InvalidRequest, NotFound
 from service.events import EventBus
 from service.redis_client import load_script
 
-_PATCHABLE = ("name", "disabled", "policy", "metadata", "budget")
+_PATCHABLE = ("name", "disabled", "sandbox", "policy", "metadata", "budget")
 
 
 class TenantStore:
@@ -62,7 +62,10 @@ class TenantStore:
         ids = sorted(cast("set[str]", await self._redis.smembers(keys.tenant_index())))
         if not ids:
             return []
-        raws = await self._redis.mget([keys.tenant(i) for i in ids])
+        async with self._redis.pipeline(transaction=False) as pipe:  # not MGET: the tenants' keys span cluster slots
+            for tenant_id in ids:
+                pipe.get(keys.tenant(tenant_id))
+            raws = await pipe.execute()
         return [Tenant.model_validate_json(raw) for raw in raws if raw]
 
     async def update_tenant(self, tenant_id: str, patch: dict[str, Any]) -> Tenant:

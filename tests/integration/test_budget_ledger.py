@@ -20,7 +20,9 @@ from service.metrics import Metrics
 from service.tenants.admission import Admission, Reservation
 from tests.support.clocks import ManualClock
 from tests.support.endpoints import DEFAULTS
+from tests.support.redis_cluster import MODES
 
+REDIS_MODES = MODES
 NOW = 1_795_000_000.0
 INPUT = {"prompt": "x", **DEFAULTS}
 ESTIMATE, SETTLED = 261_360, 259_200

@@ -8,15 +8,15 @@ import asyncio
 import threading
 import time
 
-import redis
-
 from service import keys
 from service.domain.budgets import BudgetPeriod, period_window
 from tests.support.admin import key_auth, tenant_key
 from tests.support.endpoints import T2V
+from tests.support.redis_cluster import MODES, sync_client
 from tests.support.replicas import StartReplicas
 
 ESTIMATE = 261_360  # 720p 16:9 5 s with audio
+REDIS_MODES = MODES
 N = 5
 
 
@@ -34,7 +34,7 @@ async def test_exactly_n_of_20n_concurrent_submits_fit_and_the_budget_is_never_e
 
     def sample() -> None:
         """Samples from its own thread and connection, so it keeps sampling while the event loop is saturated."""
-        sync = redis.Redis.from_url(redis_url)
+        sync = sync_client(redis_url)
         while not storm_over.is_set():
             spent, reserved = sync.hmget(budget_key, ["spent", "reserved"])
             samples.append(int(spent or 0) + int(reserved or 0))

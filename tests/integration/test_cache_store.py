@@ -13,7 +13,9 @@ from service.cache.store import Hit, Lead, ResultCache
 from service.domain.cachekeys import cache_key
 from service.domain.endpoints import TEXT_TO_VIDEO
 from service.domain.schemas import TextToVideoInput, validate_input
+from tests.support.redis_cluster import MODES
 
+REDIS_MODES = MODES
 SCOPE = "tenant:acme"
 TTL = 3600
 MARKER_TTL = 60

@@ -11,8 +11,10 @@ from redis.asyncio import Redis
 
 from service.schedule import Claim, Handover, LeaseSchedule, LeaseWorker
 from tests.support.clocks import ManualClock
+from tests.support.redis_cluster import MODES
 from tests.support.waiting import eventually
 
+REDIS_MODES = MODES
 KEY = "gw:v1:test:due"
 LEASE_SECONDS = 30
 

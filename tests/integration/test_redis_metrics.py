@@ -15,6 +15,9 @@ from service.metrics import Metrics
 from service.redis_client import connect_url
 from service.redis_timing import observer
 from tests.support.loopback import free_port
+from tests.support.redis_cluster import MODES, connect_any
+
+REDIS_MODES = MODES  # the timed client of either kind
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -23,7 +26,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 async def test_every_command_and_pipeline_is_timed_and_redis_reported_up(redis_url: str, redis_client: Redis) -> None:
     metrics = Metrics()
-    client = connect_url(redis_url, max_connections=4, timeout=2.0, observe=observer(metrics))
+    client = connect_any(redis_url, max_connections=8, timeout=2.0, observe=observer(metrics))
     try:
         await client.set("gw:test:timed", "1")
         await client.get("gw:test:timed")

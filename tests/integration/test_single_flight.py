@@ -11,9 +11,11 @@ from tests.support.admin import ADMIN, key_auth, tenant_key
 from tests.support.clocks import ManualClock
 from tests.support.endpoints import T2V
 from tests.support.gateway import fast_simulator, local
+from tests.support.redis_cluster import MODES
 from tests.support.replicas import StartReplicas
 from tests.support.waiting import eventually
 
+REDIS_MODES = MODES
 SETTLED = 259_200  # 720p 16:9 5 s with audio, by fal's formula
 
 

@@ -27,7 +27,10 @@ from service.simulator.faults import FaultRule
 from service.simulator.state import SimulatorConfig, SimulatorState
 from service.upstream.fal import FalClient
 from service.upstream.selection import Upstream
+from tests.support.redis_cluster import MODES, is_cluster
 from tests.support.waiting import eventually
+
+REDIS_MODES = MODES
 
 
 class Clock:
@@ -39,6 +42,9 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+REDIS_MODES = MODES
 
 
 @dataclass
@@ -87,7 +93,12 @@ async def rig(redis_client: Redis, redis_url: str) -> AsyncIterator[Rig]:
     sim_clock = Clock(0.0)
     sim = SimulatorState(SimulatorConfig(queue_seconds=1, processing_seconds=4, fal_key="k"), clock=sim_clock)
     metrics = Metrics()
-    settings = Settings(redis_url=redis_url, tracker_lease_seconds=30, upstream_submit_timeout_seconds=60)
+    settings = Settings(
+        redis_url=redis_url,
+        redis_cluster=is_cluster(redis_url),
+        tracker_lease_seconds=30,
+        upstream_submit_timeout_seconds=60,
+    )
     transport = in_process_transport(create_simulator_app(sim))
     async with httpx.AsyncClient(
         transport=transport,

@@ -17,7 +17,10 @@ from service.simulator.state import SimulatorState
 from tests.support.admin import ADMIN, key_auth, tenant_key
 from tests.support.clocks import ShiftableClock
 from tests.support.endpoints import T2V
+from tests.support.redis_cluster import MODES
 from tests.support.replicas import StartReplicas
+
+REDIS_MODES = MODES  # admission (rate, concurrency, auth failures) across replicas, on one Redis and on a cluster
 
 
 @dataclass

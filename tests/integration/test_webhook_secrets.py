@@ -15,18 +15,19 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service import keys
 from service.domain.webhooks import standard_signatures
-from service.redis_client import connect_url
 from service.webhooks.secrets import TenantSecrets
 from service.webhooks.signing import SigningKeys, generate_signing_key, parse_signing_keys
 from tests.support.clocks import ManualClock
+from tests.support.redis_cluster import MODES, connect_any
 
+REDIS_MODES = MODES
 GRACE = 3600.0
 
 
 @pytest.fixture
 async def second_client(redis_client: Redis, redis_url: str) -> AsyncIterator[Redis]:
     """Another replica's connection pool to the same (flushed) database."""
-    client = connect_url(redis_url, max_connections=50, timeout=5.0)
+    client = connect_any(redis_url, max_connections=50, timeout=5.0)
     try:
         yield client
     finally:

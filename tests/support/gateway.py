@@ -21,6 +21,7 @@ from service.simulator.app import SimulatorConfig, SimulatorState, create_simula
 from tests.support.admin import ADMIN, ADMIN_TOKEN, FAL_KEY, create_tenant, issue_key, key_auth
 from tests.support.clocks import ShiftableClock
 from tests.support.endpoints import T2V, T2V_INPUT
+from tests.support.redis_cluster import is_cluster
 from tests.support.waiting import eventually
 
 BASE_URL = "http://testserver.local"
@@ -36,6 +37,7 @@ def fast_settings(redis_url: str, **overrides: Any) -> Settings:
     """Settings with the tracker, leases and fallbacks shortened so that jobs complete in well under a second."""
     values: dict[str, Any] = {
         "redis_url": redis_url,
+        "redis_cluster": is_cluster(redis_url),
         "admin_token": ADMIN_TOKEN,
         "fal_key": FAL_KEY,
         "tracker_poll_initial_seconds": 0.05,

@@ -28,8 +28,16 @@ def fetch_policy(allow_private: bool) -> OutboundPolicy:
     return UNRESTRICTED if allow_private else PUBLIC_ONLY
 
 
-def fetch_client(*, allow_private: bool, trusted_origin: str, inner: httpx.AsyncBaseTransport | None) -> GuardedClient:
+def fetch_client(
+    *,
+    allow_private: bool,
+    trusted_origin: str,
+    inner: httpx.AsyncBaseTransport | None,
+    also_trusted: tuple[str, ...] = (),
+) -> GuardedClient:
     """A client for result media or input images under :func:`fetch_policy`, the operator's own upstream trusted by
-    exact origin; pinned to the checked addresses unless ``inner`` routes the fetches in-process."""
-    transport = guarded_transport(fetch_policy(allow_private), trusted_origins=(trusted_origin,), inner=inner)
+    exact origin (and ``also_trusted``: its storage API, whose file URLs serve as input images); pinned to the
+    checked addresses unless ``inner`` routes the fetches in-process."""
+    origins = (trusted_origin, *also_trusted)
+    transport = guarded_transport(fetch_policy(allow_private), trusted_origins=origins, inner=inner)
     return GuardedClient(transport)

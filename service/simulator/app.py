@@ -25,6 +25,7 @@ from service.simulator.faults import FaultRule
 from service.simulator.media import MEDIA_TYPE, media_bytes
 from service.simulator.queue import REQUEST_ID_HEADER, AnyRequest, fal_json
 from service.simulator.state import SimulatorConfig, SimulatorState
+from service.simulator.storage import storage_router
 
 __all__ = ["FaultRule", "SimulatorConfig", "SimulatorState", "create_simulator_app", "serve_simulator"]
 
@@ -86,7 +87,7 @@ def create_simulator_app(state: SimulatorState | None = None) -> Litestar:
     """
     sim = state or SimulatorState()
     return Litestar(
-        route_handlers=[fal_queue, media, jwks, control_router],
+        route_handlers=[fal_queue, media, jwks, control_router, storage_router],
         lifespan=[_webhook_loop],
         dependencies={"sim": Provide(_provide_simulator, sync_to_thread=False)},
         state=State({"simulator": sim}),

@@ -41,3 +41,30 @@ async def test_the_embedded_simulator_runs_jobs_serves_videos_and_is_probed(embe
     (charge,) = (await embedded.get("/admin/tenants/demo/charges", headers=ADMIN)).json()["charges"]
     assert charge["size_source"] == "probe", "the probe read the video from the mount in-process"
     assert (charge["width"], charge["height"]) == (1280, 720)
+
+
+async def test_uploads_go_to_the_embedded_simulator_and_their_url_serves_as_image_url(
+    redis_client: Redis, redis_url: str
+) -> None:
+    settings = fast_settings(redis_url, simulator=True, fal_key=None, public_url=PUBLIC, cache_content_hashing=True)
+    app = create_app(settings, redis=redis_client)
+    async with serve_in_process(app) as client:
+        client.headers.update(key_auth(await tenant_key(client, "demo")))
+        token = (await client.post("/rest/storage/auth/token", json={})).json()
+        assert token["base_url"] == f"{PUBLIC}/cdn"
+        image = b"\x89PNG\r\n\x1a\n" + b"frame" * 100
+        upload = await client.post(
+            "/cdn/files/upload",
+            content=image,
+            headers={"authorization": f"Bearer {token['token']}", "content-type": "image/png"},
+        )
+        assert upload.status_code == 200, upload.text
+        url = upload.json()["access_url"]
+        assert url.startswith(f"{PUBLIC}/_simulator/files/")
+        served = await client.get(url.removeprefix(PUBLIC))
+        assert served.content == image
+        assert served.headers["content-type"] == "image/png"
+        run = await client.post(f"/run/{I2V}", json={"prompt": "a cat waves", "image_url": url, "seed": 5}, timeout=30)
+        assert run.status_code == 200, run.text
+    cached = [key async for key in redis_client.scan_iter("gw:v1:cache:*")]
+    assert cached, "the job completed and was cached"

@@ -34,9 +34,12 @@ from service.jobs.history import RequestHistoryController
 from service.metrics import Metrics
 from service.netguard import Resolver, system_resolver
 from service.providers import dependencies
+from service.proxy import proxy_dispatch, proxy_route
 from service.redis_client import connect
+from service.storage.controller import CdnController, StorageController
 from service.tenants.auth import provide_principal
 from service.tenants.controller import AdminController, SelfServiceController
+from service.upstream.sandbox import sandbox_upstream
 from service.upstream.selection import select_upstream
 from service.webhooks.controller import TenantWebhookController, WebhookAdminController, jwks
 
@@ -52,6 +55,7 @@ API_CONTROLLERS: tuple[ControllerRouterHandler, ...] = (
     WebhookAdminController,
     FalWebhookController,
 )
+STORAGE_CONTROLLERS: tuple[ControllerRouterHandler, ...] = (StorageController, CdnController)
 SHUTDOWN_WAIT_SECONDS = 10
 log = structlog.get_logger(__name__)
 
@@ -77,11 +81,14 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
     """
     metrics = metrics or Metrics()
     upstream = select_upstream(settings, upstream_transport)
+    sandbox = sandbox_upstream(settings)  # sandbox tenants' upstream, beside the real one in every deployment
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         r = redis if redis is not None else connect(settings, observe=redis_timing.observer(metrics))
-        clients = open_clients(settings, upstream, r, webhook_transport=webhook_transport, resolver=outbound_resolver)
+        clients = open_clients(
+            settings, upstream, r, webhook_transport=webhook_transport, resolver=outbound_resolver, sandbox=sandbox
+        )
         deps = build_deps(settings, clients, metrics=metrics, clock=clock, hooks=completion_hooks)
         app.state.deps = deps
         app.state.drain = deps.drain  # begun by service/server.py as uvicorn's shutdown starts
@@ -122,9 +129,16 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             Router("/", route_handlers=list(SUBMIT_CONTROLLERS), request_max_body_size=settings.submit_max_body_bytes)
         )
         handlers += API_CONTROLLERS
+        # Uploads stream their bytes to fal (service/storage/), up to their own limit.
+        handlers.append(
+            Router("/", route_handlers=list(STORAGE_CONTROLLERS), request_max_body_size=settings.upload_max_bytes)
+        )
+        handlers.append(proxy_route(settings.proxy_path))  # its refusals; what maps is dispatched (below)
     if upstream.mount is not None:
         handlers.append(upstream.mount)
-    return Litestar(
+    if sandbox.upstream.mount is not None:
+        handlers.append(sandbox.upstream.mount)
+    app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
         state=State({"admin_token": settings.admin_token.get_secret_value() if settings.admin_token else None}),
@@ -140,6 +154,9 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         openapi_config=OpenAPIConfig(title="seedance-gateway", version="0.1.0", path="/schema"),
         logging_config=None,
     )
+    if serve_api:  # fal's server proxy: mapped requests re-enter before routing (service/proxy.py)
+        app.asgi_handler = proxy_dispatch(app.asgi_handler, settings.proxy_path)
+    return app
 
 
 async def _hand_over(deps: Deps, stop: asyncio.Event, background: Collection[asyncio.Task[Any]]) -> None:

@@ -38,10 +38,13 @@ from service.jobs.store import DueSchedule, JobStore
 from service.jobs.submit import SubmitPipeline
 from service.jobs.tracker import JobTracker
 from service.metrics import Metrics
+from service.netguard import GuardedClient
+from service.storage.service import Uploads, build_uploads
 from service.tenants.admission import Admission
 from service.tenants.auth import Authenticator
 from service.tenants.store import TenantStore
 from service.upstream.fal import FalClient
+from service.upstream.sandbox import fal_client
 from service.webhooks.falverify import FalJwks
 from service.webhooks.hook import WebhookHook
 from service.webhooks.secrets import TenantSecrets
@@ -80,6 +83,7 @@ class Deps:
     recorder: UpstreamRecorder
     job_api: JobApi
     drain: Drain
+    uploads: Uploads
 
 
 def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
@@ -95,15 +99,9 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
     drain = Drain() if drain is None else drain
     deliveries = DeliveryStore(r, retention_seconds=settings.webhook_retention_seconds, clock=clock)
     hooks = (WebhookHook(deliveries, clock=clock), *hooks)
-    fal = FalClient(
-        clients.fal,
-        metrics=metrics,
-        submit_timeout=settings.upstream_submit_timeout_seconds,
-        submit_connect_retries=settings.upstream_submit_connect_retries,
-        breaker_failures=settings.upstream_breaker_failures,
-        breaker_cooldown_seconds=settings.upstream_breaker_cooldown_seconds,
-        breaker_probes=settings.upstream_breaker_probes,
-    )
+    fal = fal_client(settings, clients.fal, metrics, factory=FalClient)  # a name tests may replace
+    sandbox = clients.sandbox  # sandbox tenants' upstream: out of fal's metrics and breakers (a registry of its own)
+    sandbox_fal = None if sandbox is None else fal_client(settings, sandbox.fal, Metrics())
     bus = EventBus(r, on_error=Survivor("event_bus", metrics).survived)
     store = JobStore(r, retention_seconds=settings.job_retention_seconds)
     due = DueSchedule(r)
@@ -112,10 +110,14 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
     ledger = _ledger(settings, clients, metrics, clock)
     budgets = BudgetReader(r, metrics=metrics, clock=clock)
     result_cache = ResultCache(r)
-    hasher = ImageHasher(
-        clients.images, max_bytes=settings.image_hash_max_bytes, timeout=settings.image_hash_timeout_seconds
+    cache = CacheService(
+        result_cache,
+        hasher=_hasher(settings, clients.images),
+        sandbox_hasher=None if sandbox is None else _hasher(settings, sandbox.images),
+        settings=settings,
+        metrics=metrics,
+        clock=clock,
     )
-    cache = CacheService(result_cache, hasher=hasher, settings=settings, metrics=metrics, clock=clock)
     events = JobEvents(bus)
     # When the shutdown begins, /run waits re-read their jobs and hand their clients over; status streams re-read
     # again once their grace period is over, and end.
@@ -140,6 +142,7 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
         store=store,
         due=due,
         fal=fal,
+        sandbox_fal=sandbox_fal,
         admission=admission,
         completion=completion,
         metrics=metrics,
@@ -154,6 +157,7 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
         store=store,
         due=due,
         fal=fal,
+        sandbox_fal=sandbox_fal,
         admission=admission,
         ledger=ledger,
         budgets=budgets,
@@ -166,7 +170,14 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
         clock=clock,
     )
     cancellation = Cancellation(
-        queries=queries, store=store, due=due, fal=fal, followers=followers, completion=completion, clock=clock
+        queries=queries,
+        store=store,
+        due=due,
+        fal=fal,
+        sandbox_fal=sandbox_fal,
+        followers=followers,
+        completion=completion,
+        clock=clock,
     )
     return Deps(
         redis=r,
@@ -221,7 +232,12 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
         ),
         recorder=recorder,
         drain=drain,
+        uploads=build_uploads(settings, r, clients.storage, rest_url=clients.rest_url, clock=clock),
     )
+
+
+def _hasher(settings: Settings, client: GuardedClient) -> ImageHasher:
+    return ImageHasher(client, max_bytes=settings.image_hash_max_bytes, timeout=settings.image_hash_timeout_seconds)
 
 
 def _ledger(settings: Settings, clients: Clients, metrics: Metrics, clock: Callable[[], float]) -> BudgetLedger:

@@ -20,6 +20,7 @@ from service.errors import GatewayError, to_gateway_error
 from service.metrics import Metrics
 
 log = structlog.get_logger("service.http")
+SANDBOX_HEADER = "x-gateway-sandbox"  # on every response to a sandbox tenant's request, once it is authenticated
 
 
 def request_context_middleware(metrics: Metrics) -> Any:
@@ -52,6 +53,8 @@ def request_context_middleware(metrics: Metrics) -> Any:
                         request_id = _request_id(scope)
                         headers["x-fal-request-id"] = request_id
                     headers["x-request-id"] = caller_id or request_id
+                    if scope.get("state", {}).get("sandbox"):
+                        headers[SANDBOX_HEADER] = "true"
                 await send(message)
 
             try:
@@ -72,6 +75,7 @@ def request_context_middleware(metrics: Metrics) -> Any:
                     upstream_ms=round(tally.upstream_seconds * 1000, 2),
                     gateway_ms=round((elapsed - tally.upstream_seconds) * 1000, 2),
                     tenant_id=scope.get("state", {}).get("tenant_id"),
+                    proxied=scope.get("state", {}).get("proxied", False),  # came through the server proxy
                     **tally.facts,
                     request_id=_request_id(scope),
                     caller_request_id=caller_id,

@@ -40,7 +40,13 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:webhook:due``               ZSET of pending delivery ids by next attempt (epoch ms), claimed as leases
 - ``gw:v1:webhooks``                  ZSET of every delivery id by creation (ms), for the operator's log
 - ``gw:v1:tenant:{<tid>}:webhooks``   ZSET of the tenant's delivery ids by creation (ms)
+- ``gw:v1:upload:{<id>}``             HASH of an upload URL the gateway handed out: tenant, expiry, fal's URL (one use)
+- ``gw:v1:uploadtoken:{<sha256>}``    HASH of a CDN upload token the gateway minted (only its hash): tenant, expiry
+- ``gw:v1:tenant:{<tid>}:uploads:<n>`` uploads of the tenant in minute ``n`` (the upload rate limit)
 - ``gw:v1:falhook:{<digest>}``        an inbound fal webhook signature already accepted (replay guard, expires)
+- ``gw:v1:sandboxjob:{<id>}``         a sandbox simulator job (JSON), so every replica's sandbox answers for it
+- ``gw:v1:sandboxfile:{<id>}``        HASH ``type`` / ``data`` (base64) of a sandbox tenant's upload, served by every
+                                      replica at ``/_sandbox/files/<id>/<name>``; job retention, at most a day
 - ``gw:v1:events:job``                pub/sub channel: a request id is published whenever its job record changes
 - ``gw:v1:events:auth``               pub/sub channel: ``key:<key_id>`` / ``tenant:<tid>`` when either changes
 """
@@ -142,6 +148,14 @@ def job(request_id: str) -> str:
     return f"{PREFIX}:job:{{{request_id}}}"
 
 
+def sandbox_job(upstream_id: str) -> str:
+    return f"{PREFIX}:sandboxjob:{{{upstream_id}}}"
+
+
+def sandbox_file(file_id: str) -> str:
+    return f"{PREFIX}:sandboxfile:{{{file_id}}}"
+
+
 def job_followers(request_id: str) -> str:
     return f"{job(request_id)}:followers"
 
@@ -200,3 +214,15 @@ def job_events_channel() -> str:
 
 def auth_events_channel() -> str:
     return f"{PREFIX}:events:auth"
+
+
+def upload_grant(grant_id: str) -> str:
+    return f"{PREFIX}:upload:{{{grant_id}}}"
+
+
+def upload_token(token_digest: str) -> str:
+    return f"{PREFIX}:uploadtoken:{{{token_digest}}}"
+
+
+def upload_rate(tenant_id: str, window: int) -> str:
+    return f"{tenant(tenant_id)}:uploads:{window}"

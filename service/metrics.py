@@ -89,6 +89,19 @@ class Metrics:
         self.jobs_completed = Counter(
             "gateway_jobs_completed_total", "Jobs that reached COMPLETED", ["endpoint", "outcome"], registry=r
         )
+        # Sandbox tenants' jobs (served by the sandbox simulator) are counted here instead of in the two above.
+        self.sandbox_jobs_submitted = Counter(
+            "gateway_sandbox_jobs_submitted_total",
+            "Sandbox jobs sent to the sandbox simulator",
+            ["endpoint", "mode"],
+            registry=r,
+        )
+        self.sandbox_jobs_completed = Counter(
+            "gateway_sandbox_jobs_completed_total",
+            "Sandbox jobs that reached COMPLETED",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
         self.requests_rejected = Counter(
             "gateway_requests_rejected_total", "Requests refused before reaching fal", ["reason"], registry=r
         )

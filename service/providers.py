@@ -26,6 +26,7 @@ from service.jobs.fal_webhooks import FalWebhookReceiver
 from service.jobs.queries import JobQueries
 from service.jobs.store import JobStore
 from service.jobs.submit import SubmitPipeline
+from service.storage.service import Uploads
 from service.tenants.admission import Admission
 from service.tenants.auth import Authenticator, authenticate_request
 from service.tenants.store import TenantStore
@@ -103,6 +104,10 @@ def provide_fal_webhooks(state: State) -> FalWebhookReceiver:
     return deps_of(state).fal_webhooks
 
 
+def provide_uploads(state: State) -> Uploads:
+    return deps_of(state).uploads
+
+
 async def provide_call(request: Request[Any, Any, Any], state: State) -> Call:
     """The one dependency of the job routes (``service/jobs/api.py``): the caller authenticated, and the routes'
     collaborators."""
@@ -129,6 +134,7 @@ def dependencies() -> dict[str, Provide]:
         "webhook_secrets": provide_webhook_secrets,
         "deliveries": provide_deliveries,
         "fal_webhooks": provide_fal_webhooks,
+        "uploads": provide_uploads,
     }
     return {
         **{name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()},

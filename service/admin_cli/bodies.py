@@ -173,6 +173,8 @@ def tenant_body(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any
         body["name"] = args.name
     if args.disabled is not None:
         body["disabled"] = args.disabled
+    if getattr(args, "sandbox", None) is not None:
+        body["sandbox"] = args.sandbox
     for field in POLICY_FLAGS:
         value = getattr(args, field)
         if value is not None:

@@ -10,7 +10,7 @@ from service.admin_cli.bodies import UsageError, load_json_object, tenant_body
 from service.admin_cli.client import AdminClient
 from service.admin_cli.render import Output, clean, fields, policy_summary, table
 
-TENANT_ORDER = ("id", "name", "disabled", "created_at", "updated_at", "policy", "metadata", "usage")
+TENANT_ORDER = ("id", "name", "disabled", "sandbox", "created_at", "updated_at", "policy", "metadata", "usage")
 KEY_COLUMNS = ("key_id", "name", "state", "created_at", "expires_at", "last_used_at", "rotated_to")
 KEY_ONCE_NOTE = "Store this key now: it is not shown again (only its hash is kept)."
 
@@ -44,6 +44,8 @@ def _tenant_row(tenant: Any) -> list[Any]:
     if not isinstance(tenant, dict):
         return [tenant, None, None, None, None]
     state = "disabled" if tenant.get("disabled") else "enabled"
+    if tenant.get("sandbox"):
+        state += " (sandbox)"
     return [tenant.get("id"), tenant.get("name"), state, policy_summary(tenant.get("policy")), tenant.get("created_at")]
 
 

@@ -101,6 +101,18 @@ def _tenant_flags(parser: argparse.ArgumentParser) -> None:
     state.add_argument(
         "--enabled", dest="disabled", action="store_const", const=False, default=None, help="accept them"
     )
+    sandbox = parser.add_mutually_exclusive_group()
+    sandbox.add_argument(
+        "--sandbox",
+        dest="sandbox",
+        action="store_const",
+        const=True,
+        default=None,
+        help="serve it from the built-in simulator, never charged",
+    )
+    sandbox.add_argument(
+        "--no-sandbox", dest="sandbox", action="store_const", const=False, default=None, help="serve it from fal"
+    )
     _policy_flags(parser.add_argument_group("policy (left out: no limit; remove one with --set policy.NAME=null)"))
     _budget_flags(parser.add_argument_group("budget (money in USD, stored as integer micro-USD)"))
     body = parser.add_argument_group("any field")

@@ -35,9 +35,10 @@ class CacheAdminController(Controller):
         audit: NamedDependency[AuditLog],
         settings: NamedDependency[Settings],
     ) -> dict[str, Any]:
-        """Purge the tenant's own entries (entries shared in a namespace are purged through the namespace)."""
+        """Purge the tenant's own entries, real and sandbox (entries shared in a namespace are purged through the
+        namespace)."""
         await tenants.require_tenant(tenant_id)
-        removed = await result_cache.purge_scope(scope_of(tenant_id, None))
+        removed = sum([await result_cache.purge_scope(scope_of(tenant_id, None, sandbox=s)) for s in (False, True)])
         await audit.record(_actor(request, settings), "cache.purge_tenant", tenant_id, {"removed": removed})
         return {"tenant_id": tenant_id, "removed": removed}
 
@@ -52,7 +53,7 @@ class CacheAdminController(Controller):
     ) -> dict[str, Any]:
         if not is_valid_tenant_id(namespace):
             raise NotFound("Namespace not found", error_type="namespace_not_found")
-        removed = await result_cache.purge_scope(scope_of("", namespace))
+        removed = sum([await result_cache.purge_scope(scope_of("", namespace, sandbox=s)) for s in (False, True)])
         await audit.record(_actor(request, settings), "cache.purge_namespace", namespace, {"removed": removed})
         return {"namespace": namespace, "removed": removed}
 

@@ -55,7 +55,7 @@ class CachePlan:
 
 
 class CacheService:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the store, both hashers, settings, metrics and the clock
         self,
         cache: ResultCache,
         *,
@@ -63,9 +63,11 @@ class CacheService:
         settings: Settings,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        sandbox_hasher: ImageHasher | None = None,
     ) -> None:
         self._cache = cache
         self._hasher = hasher
+        self._sandbox_hasher = sandbox_hasher  # sandbox tenants' images are read through the sandbox simulator
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
@@ -79,10 +81,11 @@ class CacheService:
             return None
         if not is_cacheable(data, seedless=bool(policy.cache_seedless)):
             return None
-        scope = scope_of(principal.tenant_id, policy.cache_namespace)
+        sandbox = principal.tenant.sandbox
+        scope = scope_of(principal.tenant_id, policy.cache_namespace, sandbox=sandbox)
         # The key embeds the scope's generation, so a purge of the scope makes every older entry unreachable.
         generation = await self._cache.generation(scope)
-        digests = await self._image_digests(data)
+        digests = await self._image_digests(data, self._sandbox_hasher if sandbox else self._hasher)
         ttl = min(
             policy.cache_ttl_seconds or self._settings.cache_ttl_seconds,
             self._settings.upstream_media_retention_seconds,
@@ -127,8 +130,8 @@ class CacheService:
             )
         await self._cache.release(job.cache_key, job.request_id)
 
-    async def _image_digests(self, data: TextToVideoInput) -> dict[str, str]:
-        if self._hasher is None or not self._settings.cache_content_hashing:
+    async def _image_digests(self, data: TextToVideoInput, hasher: ImageHasher | None) -> dict[str, str]:
+        if hasher is None or not self._settings.cache_content_hashing:
             return {}
         urls = {field: url for field in IMAGE_FIELDS if isinstance(url := getattr(data, field, None), str)}
-        return await self._hasher.digests(urls) if urls else {}
+        return await hasher.digests(urls) if urls else {}

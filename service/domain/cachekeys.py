@@ -28,8 +28,11 @@ def is_cacheable(data: TextToVideoInput, *, seedless: bool) -> bool:
     return data.is_seeded or seedless
 
 
-def scope_of(tenant_id: str, namespace: str | None) -> str:
-    return f"ns:{namespace}" if namespace else f"tenant:{tenant_id}"
+def scope_of(tenant_id: str, namespace: str | None, *, sandbox: bool = False) -> str:
+    """The cache scope of a tenant's requests. Sandbox tenants' scopes are their own namespace (``sandbox:...``):
+    simulated results never answer a real tenant, nor real ones a sandbox tenant, even under a shared namespace."""
+    scope = f"ns:{namespace}" if namespace else f"tenant:{tenant_id}"
+    return f"sandbox:{scope}" if sandbox else scope
 
 
 def canonical_request(

@@ -59,6 +59,7 @@ class Job:
     webhook_url: str | None = None
     upstream_webhook: bool = False  # fal was asked to call the gateway's receiver when the job ends
     tenant_uid: str | None = None
+    sandbox: bool = False  # the tenant's sandbox flag when it was accepted: served by the sandbox simulator, unpaid
     estimate_micros: int | None = None
     cache_key: str | None = None
     cache_role: str | None = None  # hit, leader, follower or bypass

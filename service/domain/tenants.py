@@ -23,6 +23,11 @@ class TenantSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     disabled: bool = False
+    sandbox: bool = Field(
+        default=False,
+        description="Served by the gateway's built-in simulator instead of fal, never charged; responses carry "
+        "x-gateway-sandbox: true",
+    )
     policy: TenantPolicy = Field(default_factory=TenantPolicy)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form tags, at most 16 KiB of JSON")
     budget: Budget | None = Field(default=None, description="Spending limit; none means unlimited")

@@ -13,6 +13,7 @@ from service.jobs.queries import JobQueries
 from service.jobs.store import DueSchedule, JobStore
 from service.tenants.auth import Principal
 from service.upstream.fal import FalClient
+from service.upstream.sandbox import upstream_for
 
 
 class Cancellation:
@@ -26,8 +27,10 @@ class Cancellation:
         followers: Followers,
         completion: Completion,
         clock: Callable[[], float] = time.time,
+        sandbox_fal: FalClient | None = None,
     ) -> None:
         self._queries = queries
+        self._sandbox_fal = sandbox_fal
         self._store = store
         self._due = due
         self._fal = fal
@@ -54,7 +57,7 @@ class Cancellation:
             return await self._store.update(request_id, cancel_requested=True)
         endpoint = find_endpoint(job.endpoint_id)
         assert endpoint is not None  # records are only created for known endpoints
-        if not await self._fal.cancel(endpoint, job.upstream_id):
+        if not await upstream_for(job.sandbox, self._fal, self._sandbox_fal).cancel(endpoint, job.upstream_id):
             await self._poll_now(request_id)  # fal finished first: fetch it now
             return False
         await self._store.update(request_id, cancel_requested=True)

@@ -114,7 +114,8 @@ class Completion:
             await self._admission.release(job.tenant_id, job.request_id)
         if count:
             outcome = (job.outcome or Outcome.ERROR).value
-            self._metrics.jobs_completed.labels(endpoint=job.endpoint_id, outcome=outcome).inc()
+            completed = self._metrics.sandbox_jobs_completed if job.sandbox else self._metrics.jobs_completed
+            completed.labels(endpoint=job.endpoint_id, outcome=outcome).inc()
             log.info("job_completed", outcome=outcome, error_type=job.error_type, tenant_id=job.tenant_id)
         await self._store.reveal(job.request_id)
         for name, payload in outbox.items():

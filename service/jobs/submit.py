@@ -35,6 +35,7 @@ from service.metrics import Metrics
 from service.tenants.admission import Admission, Reservation
 from service.tenants.auth import Principal
 from service.upstream.fal import FalClient, RequestNotSent
+from service.upstream.sandbox import upstream_for
 
 log = structlog.get_logger(__name__)
 SUBMIT_UNKNOWN = "fal did not confirm the submission in time; it was not retried, to avoid paying twice"
@@ -76,8 +77,10 @@ class SubmitPipeline:
         idempotency: IdempotencyKeys,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        sandbox_fal: FalClient | None = None,
     ) -> None:
         self._s = settings
+        self._sandbox_fal = sandbox_fal
         self._recorder = recorder
         self._idempotency = idempotency
         self._answers = CacheAnswers(
@@ -121,8 +124,9 @@ class SubmitPipeline:
             created_at=self._clock(),
             webhook_url=request.webhook_url,
             tenant_uid=principal.tenant.uid,
+            sandbox=principal.tenant.sandbox,
             estimate_micros=quote.cost_micros,
-            upstream_webhook=fal_webhooks_on(self._s),
+            upstream_webhook=fal_webhooks_on(self._s) and not principal.tenant.sandbox,  # the simulator is polled
         )
         structlog.contextvars.bind_contextvars(request_id=job.request_id)
         key = request.idempotency_key
@@ -155,7 +159,8 @@ class SubmitPipeline:
         answered = await self._answers.answer(principal, job, plan, request.cache)
         if answered is not None:
             return answered
-        self._fal.check_submit_allowed()  # an open circuit fails fast before admission reserves anything
+        fal = upstream_for(job.sandbox, self._fal, self._sandbox_fal)  # a sandbox job never reaches fal
+        fal.check_submit_allowed()  # an open circuit fails fast before admission reserves anything
         await self._admit(principal, job)
         try:
             # One round trip, run in this order. The schedule entry comes first: if this replica dies anywhere after
@@ -170,7 +175,7 @@ class SubmitPipeline:
         if job.upstream_webhook and (receiver := receiver_url(self._s, job.request_id)) is not None:
             query["fal_webhook"] = receiver
         try:
-            submitted = await self._fal.submit(request.endpoint, job.input, headers=request.headers, query=query)
+            submitted = await fal.submit(request.endpoint, job.input, headers=request.headers, query=query)
         except UpstreamError as exc:
             raise await self._submit_failed(job, exc) from exc
         except BaseException:
@@ -182,11 +187,12 @@ class SubmitPipeline:
     async def _admit(self, principal: Principal, job: Job) -> None:
         tenant = principal.tenant
         window = tenant_period(tenant, job.created_at)
-        estimate = job.estimate_micros or 0
+        # A sandbox job reserves nothing and has no budget to fit, so nothing is ever settled: its spend stays 0.
+        estimate = 0 if job.sandbox else job.estimate_micros or 0
         reservation = Reservation(
             estimate_micros=estimate,
             period=window,
-            limit_micros=tenant.budget.limit_micros if tenant.budget else None,
+            limit_micros=tenant.budget.limit_micros if tenant.budget and not job.sandbox else None,
             expires_at_ms=self._ms(job.created_at + self._s.admission_provisional_seconds),
         )
         # On the reconciler's work list before anything is reserved: a reservation taken by a stalled Redis after this
@@ -236,7 +242,8 @@ class SubmitPipeline:
         first poll. Once the record is written nothing here may fail the request: a later step that cannot reach
         Redis is left to the tracker, which finds the job through its existing schedule entry."""
         job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
-        self._metrics.jobs_submitted.labels(endpoint=endpoint.id, mode=job.mode.value).inc()
+        submitted = self._metrics.sandbox_jobs_submitted if job.sandbox else self._metrics.jobs_submitted
+        submitted.labels(endpoint=endpoint.id, mode=job.mode.value).inc()
         accepted = Accepted(job.request_id, upstream_id, position, time.monotonic())
         written = await self._recorder.record(accepted, within=self._s.upstream_submit_timeout_seconds)
         if written is None:
@@ -246,7 +253,7 @@ class SubmitPipeline:
         try:
             current = await self._first_poll(job.request_id, self._ms(self._clock() + first_poll), read=written)
             if current is not None and current.cancel_requested:  # cancelled while the submit was in flight
-                await self._fal.cancel(endpoint, upstream_id)
+                await upstream_for(job.sandbox, self._fal, self._sandbox_fal).cancel(endpoint, upstream_id)
                 await self._due.schedule(job.request_id, self._ms(self._clock()))
         except RedisError:
             log.warning("job_first_poll_not_scheduled", note="the tracker finds it at its submit deadline")

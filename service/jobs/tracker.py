@@ -29,6 +29,7 @@ from service.metrics import Metrics
 from service.schedule import Handover, LeaseWorker
 from service.tenants.admission import Admission
 from service.upstream.fal import FalClient, UpstreamStatus, is_transient
+from service.upstream.sandbox import upstream_for
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +49,10 @@ class JobTracker:
         metrics: Metrics,
         recorder: UpstreamRecorder | None = None,
         clock: Callable[[], float] = time.time,
+        sandbox_fal: FalClient | None = None,
     ) -> None:
         self._recorder = recorder
+        self._sandbox_fal = sandbox_fal  # a sandbox job's (``job.sandbox``) upstream
         self._admission = admission
         self._completion = completion
         self._s = settings
@@ -120,7 +123,7 @@ class JobTracker:
             await self._fail(job, 500, "Unknown endpoint in job record", "internal_error")
             return
         try:
-            status = await self._fal.status(endpoint, job.upstream_id)
+            status = await upstream_for(job.sandbox, self._fal, self._sandbox_fal).status(endpoint, job.upstream_id)
         except UpstreamError as exc:
             await self._on_poll_error(job, exc)
             return
@@ -166,7 +169,7 @@ class JobTracker:
         assert endpoint is not None
         assert job.upstream_id is not None
         try:
-            result = await self._fal.result(endpoint, job.upstream_id)
+            result = await upstream_for(job.sandbox, self._fal, self._sandbox_fal).result(endpoint, job.upstream_id)
         except UpstreamError as exc:
             await self._on_poll_error(job, exc)
             return

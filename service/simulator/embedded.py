@@ -8,6 +8,8 @@ over the dev TLS certificate, they could not anyway). Everything else goes to th
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -27,28 +29,47 @@ class EmbeddedSimulator:
     transport: httpx.AsyncBaseTransport
     media_transport: httpx.AsyncBaseTransport
     public_base: str
+    state: SimulatorState
 
 
-def embedded_simulator(public_mount_base: str) -> EmbeddedSimulator:
-    """A simulator whose media URLs start with ``public_mount_base`` (the gateway's URL of the mount)."""
-    app = create_simulator_app(SimulatorState(SimulatorConfig(media_base_url=public_mount_base)))
+def embedded_simulator(
+    public_mount_base: str,
+    *,
+    queue_seconds: float | None = None,
+    processing_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    network: httpx.AsyncBaseTransport | None = None,
+) -> EmbeddedSimulator:
+    """A simulator whose media URLs start with ``public_mount_base`` (the gateway's URL of the mount); its jobs wait
+    and run as long as the simulator's defaults unless ``queue_seconds`` / ``processing_seconds`` say otherwise.
+    ``network`` carries the media fetches of every other URL (default: plain httpx)."""
+    config = SimulatorConfig(media_base_url=public_mount_base)
+    if queue_seconds is not None:
+        config.queue_seconds = queue_seconds
+    if processing_seconds is not None:
+        config.processing_seconds = processing_seconds
+    state = SimulatorState(config, clock=clock)
+    app = create_simulator_app(state)
     transport = in_process_transport(app)
     return EmbeddedSimulator(
         app=app,
         upstream_url=INTERNAL_BASE,
         transport=transport,
-        media_transport=MountedMediaTransport(public_mount_base, transport),
+        media_transport=MountedMediaTransport(public_mount_base, transport, network=network),
         public_base=public_mount_base,
+        state=state,
     )
 
 
 class MountedMediaTransport(httpx.AsyncBaseTransport):
     """Sends requests under ``mount_base`` to the in-process simulator and every other request to the network."""
 
-    def __init__(self, mount_base: str, simulator: httpx.AsyncBaseTransport) -> None:
+    def __init__(
+        self, mount_base: str, simulator: httpx.AsyncBaseTransport, *, network: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._prefix = mount_base.rstrip("/") + "/"
         self._simulator = simulator
-        self._network = httpx.AsyncHTTPTransport()
+        self._network = network or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)

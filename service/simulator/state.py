@@ -124,6 +124,14 @@ class SimulatorState:
         if job is not None and op in job.calls:
             job.calls[op] += 1
 
+    def job(self, request_id: str) -> Job | None:
+        return self._jobs.get(request_id)
+
+    def adopt(self, job: Job) -> None:
+        """Hold ``job`` (submitted to another simulator sharing this one's clock) as if submitted here."""
+        job.seq = next(self._seq)
+        self._jobs[job.id] = job
+
     def find(self, app: str, request_id: str) -> Job | None:
         """The job with this id, if it was submitted to an endpoint of ``app`` (``owner/alias``)."""
         job = self._jobs.get(request_id)

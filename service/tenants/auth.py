@@ -208,6 +208,8 @@ async def authenticate_request(request: Request[Any, Any, Any], authenticator: A
     source = client_address(request.scope, authenticator.trusted_proxy_hops)
     principal = await authenticator.authenticate(request.headers.get("authorization"), source)
     request.state.tenant_id = principal.tenant_id
+    if principal.tenant.sandbox:
+        request.state.sandbox = True  # service/http.py marks every response to it
     return principal
 
 

@@ -192,6 +192,7 @@ class SelfServiceController(Controller):
             id=tenant.id,
             name=tenant.name,
             key_id=principal.key_id,
+            sandbox=tenant.sandbox,
             policy=tenant.policy,
             metadata=tenant.metadata,
             usage=UsageOut(requests_last_minute=usage.requests_last_minute, in_flight=usage.in_flight),

@@ -35,6 +35,7 @@ class TenantOut(BaseModel):
     id: str
     name: str
     disabled: bool
+    sandbox: bool
     policy: TenantPolicy
     metadata: dict[str, Any]
     budget: Budget | None
@@ -47,6 +48,7 @@ class TenantOut(BaseModel):
             id=tenant.id,
             name=tenant.name,
             disabled=tenant.disabled,
+            sandbox=tenant.sandbox,
             policy=tenant.policy,
             metadata=tenant.metadata,
             budget=tenant.budget,
@@ -137,6 +139,7 @@ class MeOut(BaseModel):
     id: str
     name: str
     key_id: str
+    sandbox: bool
     policy: TenantPolicy
     metadata: dict[str, Any]
     usage: UsageOut

@@ -23,13 +23,14 @@ class Upstream:
     mount: ControllerRouterHandler | None  # the embedded simulator's routes, served by the gateway itself
     media_transport: httpx.AsyncBaseTransport | None  # for result media and input images
     media_origin: str  # the one origin whose media may be on a private address: the operator's own upstream
+    rest_url: str = ""  # fal's storage API (uploads), reached through ``transport`` too; "": GATEWAY_UPSTREAM_REST_URL
 
 
 def select_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> Upstream:
     """fal itself, a caller-supplied transport, or (``GATEWAY_SIMULATOR``) the built-in simulator in-process."""
     if transport is not None or not settings.simulator:
         base = settings.upstream_url.rstrip("/")
-        return Upstream(base, transport, None, transport, trusted_origin(base))
+        return Upstream(base, transport, None, transport, trusted_origin(base), settings.upstream_rest_url.rstrip("/"))
     from service.simulator.embedded import embedded_simulator  # noqa: PLC0415 - only the simulator mode needs it
 
     sim = embedded_simulator(public_base(settings) + SIMULATOR_MOUNT)
@@ -38,7 +39,8 @@ def select_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | No
         await sim.app(scope, receive, send)
 
     mount = asgi(SIMULATOR_MOUNT, is_mount=True, copy_scope=True, include_in_schema=False)(simulator_mount)
-    return Upstream(sim.upstream_url, sim.transport, mount, sim.media_transport, trusted_origin(sim.public_base))
+    media_origin = trusted_origin(sim.public_base)
+    return Upstream(sim.upstream_url, sim.transport, mount, sim.media_transport, media_origin, sim.upstream_url)
 
 
 def upstream_http_client(settings: Settings, upstream: Upstream) -> httpx.AsyncClient:

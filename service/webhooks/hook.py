@@ -34,6 +34,7 @@ class WebhookHook:
                 "url": job.webhook_url,
                 "body": encode_payload(fal_payload(job)).decode(),
                 "created_at": job.completed_at or self._clock(),
+                "sandbox": job.sandbox,
             }
         )
 
@@ -48,5 +49,6 @@ class WebhookHook:
                 body=spec["body"],
                 created_at=spec["created_at"],
                 next_at=spec["created_at"],
+                sandbox=bool(spec.get("sandbox", False)),
             )
         )

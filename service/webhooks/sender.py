@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from service.domain.webhooks import Attempt, AttemptResult, classify, fal_signed_content, standard_signatures
+from service.http import SANDBOX_HEADER
 from service.netguard import HostUnresolved, UnsafeDestination
 from service.upstream.selection import USER_AGENT
 from service.webhooks.secrets import TenantSecrets
@@ -52,7 +53,9 @@ class WebhookSender:
         await self._signing.ready()
         secrets = await self._secrets.signing_secrets(delivery.tenant_id)
         signed = fal_signed_content(delivery.request_id, delivery.tenant_id, timestamp, body)
+        marks = {SANDBOX_HEADER: "true"} if delivery.sandbox else {}
         return {
+            **marks,
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "X-Fal-Webhook-Request-Id": delivery.request_id,

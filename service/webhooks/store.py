@@ -38,6 +38,7 @@ class Delivery:
     last_error: str | None = None
     delivered_at: float | None = None
     replays: int = 0
+    sandbox: bool = False  # a sandbox tenant's: its attempts carry x-gateway-sandbox: true
     history: list[Attempt] = field(default_factory=list)  # read on request only, from the attempts LIST
 
     def to_fields(self) -> dict[str, str]:

@@ -238,6 +238,20 @@ def test_list_prints_an_aligned_table_and_raw_json(cli: Cli) -> None:
         assert {"cli-list-a", "cli-list-bb"} <= {t["id"] for t in listed["tenants"]}
 
 
+def test_the_sandbox_flag_is_set_shown_and_cleared(cli: Cli, server: Server) -> None:
+    created = cli("tenants", "create", "cli-sandbox", "--name", "Sandbox", "--sandbox")
+    assert created.code == 0, created.err
+    assert re.search(r"^sandbox\s+true$", created.out, re.MULTILINE), created.out
+    assert admin_get(server, "/admin/tenants/cli-sandbox")["sandbox"] is True
+    listed = cli("tenants", "list").out
+    assert "enabled (sandbox)" in next(line for line in listed.splitlines() if line.startswith("cli-sandbox "))
+
+    assert cli("tenants", "update", "cli-sandbox", "--no-sandbox").code == 0
+    assert admin_get(server, "/admin/tenants/cli-sandbox")["sandbox"] is False
+    assert cli("tenants", "update", "cli-sandbox", "--name", "Renamed").code == 0
+    assert admin_get(server, "/admin/tenants/cli-sandbox")["sandbox"] is False, "an update without the flag keeps it"
+
+
 def test_show_lists_fields_policy_and_usage(cli: Cli) -> None:
     assert cli("tenants", "create", "cli-show", "--name", "Show Me", "--max-concurrent", "3").code == 0
 

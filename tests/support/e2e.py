@@ -125,7 +125,10 @@ class Processes:
         key: str = response.json()["key"]
         return key
 
-    def fal_client(self, scenario: str, key: str, *args: str, timeout: float = 60) -> dict[str, Any]:
+    def fal_client(
+        self, scenario: str, key: str, *args: str, timeout: float = 60, module: str = SCENARIOS
+    ) -> dict[str, Any]:
+        """``python -m module scenario *args`` as a real client of the gateway (with ``key``); its last JSON line."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "GATEWAY_"))}
         env |= {
             "FAL_KEY": key,
@@ -134,7 +137,7 @@ class Processes:
             "SSL_CERT_FILE": str(self.ca),
         }
         done = subprocess.run(
-            [sys.executable, "-m", SCENARIOS, scenario, *args],
+            [sys.executable, "-m", module, scenario, *args],
             cwd=ROOT,
             env=env,
             capture_output=True,

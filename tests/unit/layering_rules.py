@@ -22,14 +22,14 @@ LAYERS: dict[int, tuple[str, frozenset[str]]] = {
     6: ("entry points", frozenset({*ENTRY_POINTS, "service.admin_cli"})),
     5: ("wiring", frozenset({"service.app", "service.container", "service.providers"})),
     4: ("jobs", frozenset({"service.jobs"})),
-    3: ("features", frozenset({"service.cache", "service.budgets", "service.webhooks"})),
+    3: ("features", frozenset({"service.cache", "service.budgets", "service.webhooks", "service.storage"})),
     2: ("tenants", frozenset({"service.tenants"})),
     1: ("infrastructure and adapters (the default)", frozenset()),
     # ``service/__init__.py`` runs before any module of the package, so it may pull in nothing but the pure domain.
     0: ("pure domain", frozenset({"service.domain", "service"})),
 }
 DEFAULT_LAYER = 1  # a top-level module or package that no layer lists
-ISOLATED_LAYERS = frozenset({3})  # cache, budgets and webhooks must not import one another
+ISOLATED_LAYERS = frozenset({3})  # cache, budgets, webhooks and storage must not import one another
 
 
 def resolve_relative(module: str | None, level: int, current: str, package: bool) -> str:

@@ -16,6 +16,8 @@ ID_KEYS: list[tuple[Callable[[str], str], str]] = [
     (keys.tenant, "gw:v1:tenant:{abc123}"),
     (keys.api_key, "gw:v1:apikey:{abc123}"),
     (keys.job, "gw:v1:job:{abc123}"),
+    (keys.sandbox_job, "gw:v1:sandboxjob:{abc123}"),
+    (keys.sandbox_file, "gw:v1:sandboxfile:{abc123}"),
     (keys.tenant_keys, "gw:v1:tenant:{abc123}:keys"),
     (keys.tenant_requests, "gw:v1:tenant:{abc123}:requests"),
     (keys.rate_window, "gw:v1:tenant:{abc123}:rate"),
@@ -33,6 +35,8 @@ ID_KEYS: list[tuple[Callable[[str], str], str]] = [
     (keys.cache_scope, "gw:v1:cachescope:{abc123}"),
     (keys.cache_scope_generation, "gw:v1:cachescope:{abc123}:gen"),
     (keys.webhook_secrets, "gw:v1:tenant:{abc123}:whsec"),
+    (keys.upload_grant, "gw:v1:upload:{abc123}"),
+    (keys.upload_token, "gw:v1:uploadtoken:{abc123}"),
 ]
 # Builders of fixed keys.
 FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
@@ -83,7 +87,7 @@ def test_every_key_builder_is_covered_by_these_tests() -> None:
     covered = (
         {f.__name__ for f, _ in ID_KEYS}
         | {f.__name__ for f, _ in FIXED_KEYS}
-        | {"auth_failures"}
+        | {"auth_failures", "upload_rate"}
         | {f.__name__ for f, _ in PERIOD_KEYS}
     )
 
@@ -174,3 +178,7 @@ def test_a_tenants_keys_share_one_cluster_slot() -> None:
 def test_period_keys_live_in_the_tenants_slot(builder: Callable[[str, str], str], expected: str) -> None:
     assert builder("abc123", "m2026-11") == expected
     assert hash_tag(expected) == "abc123"
+
+
+def test_upload_rate_keys_carry_the_tenant_tag_and_the_minute() -> None:
+    assert keys.upload_rate("abc123", 7) == "gw:v1:tenant:{abc123}:uploads:7"

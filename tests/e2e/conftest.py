@@ -6,19 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.e2e import Processes, tls_processes
+from tests.support.e2e import Processes, running, tls_processes
 from tests.support.redis import flush
 
 
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Processes]:
     # The suite's database, like every other module's: no other test runs while this module's processes do.
-    flush(redis_url)
     procs = tls_processes(tmp_path_factory.mktemp("e2e"), redis_url)
-    try:
-        procs.start_simulator()
-        procs.start_gateway()
-        yield procs
-    finally:
-        procs.stop()
-        flush(redis_url)
+    with running(procs, lambda: flush(redis_url)) as started:
+        yield started

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.support.e2e import Processes, tls_processes
+from tests.support.e2e import Processes, running, tls_processes
 from tests.support.redis_cluster import ClusterRedis
 
 pytestmark = pytest.mark.e2e
@@ -16,17 +16,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def on_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_server: ClusterRedis) -> Iterator[Processes]:
-    cluster_server.flush()
     procs = tls_processes(
         tmp_path_factory.mktemp("e2e-cluster"), cluster_server.url, extra_env={"GATEWAY_REDIS_CLUSTER": "true"}
     )
-    try:
-        procs.start_simulator()
-        procs.start_gateway()
-        yield procs
-    finally:
-        procs.stop()
-        cluster_server.flush()
+    with running(procs, cluster_server.flush) as started:
+        yield started
 
 
 def test_submit_status_result_and_a_cached_repeat_on_a_cluster(

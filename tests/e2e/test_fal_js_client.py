@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.e2e import Processes, tls_processes
+from tests.support.e2e import Processes, running, tls_processes
 from tests.support.redis import flush
 
 pytestmark = pytest.mark.e2e
@@ -41,16 +41,10 @@ def _node() -> str | None:
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Processes]:
     """The rig of tests/e2e/conftest.py, with the simulator as fal's storage API too (uploads)."""
-    flush(redis_url)
     procs = tls_processes(tmp_path_factory.mktemp("e2e-js"), redis_url)
     procs.extra_env["GATEWAY_UPSTREAM_REST_URL"] = procs.sim_url
-    try:
-        procs.start_simulator()
-        procs.start_gateway()
-        yield procs
-    finally:
-        procs.stop()
-        flush(redis_url)
+    with running(procs, lambda: flush(redis_url)) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

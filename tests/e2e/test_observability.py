@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests.support.deploy import exported, referenced_metrics
-from tests.support.e2e import Processes, tls_processes
+from tests.support.e2e import Processes, running, tls_processes
 from tests.support.loopback import free_ports
 from tests.support.redis import flush
 from tests.support.waiting import eventually_sync as eventually
@@ -27,14 +27,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tu
     procs = tls_processes(tmp_path_factory.mktemp("observability"), redis_url)
     metrics_port = free_ports(1, avoid={procs.sim_port, procs.gw_port})
     procs.extra_env.update({"GATEWAY_METRICS_PORT": str(metrics_port), "GATEWAY_METRICS_REFRESH_SECONDS": "0.2"})
-    flush(redis_url)
-    try:
-        procs.start_simulator()
-        procs.start_gateway()
-        yield procs, metrics_port
-    finally:
-        procs.stop()
-        flush(redis_url)
+    with running(procs, lambda: flush(redis_url)) as started:
+        yield started, metrics_port
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.e2e import Processes, tls_processes
+from tests.support.e2e import Processes, running, tls_processes
 from tests.support.redis import flush
 
 SCENARIOS = "tests.e2e.upload_scenarios"
@@ -18,17 +18,11 @@ SCENARIOS = "tests.e2e.upload_scenarios"
 
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Processes]:
-    flush(redis_url)
     procs = tls_processes(tmp_path_factory.mktemp("e2e-uploads"), redis_url)
     procs.extra_env["GATEWAY_UPSTREAM_REST_URL"] = procs.sim_url  # fal's storage API: the simulator too
     procs.extra_env["GATEWAY_CACHE_CONTENT_HASHING"] = "true"  # the gateway itself reads the uploaded image
-    try:
-        procs.start_simulator()
-        procs.start_gateway()
-        yield procs
-    finally:
-        procs.stop()
-        flush(redis_url)
+    with running(procs, lambda: flush(redis_url)) as started:
+        yield started
 
 
 def _upload_and_run(processes: Processes, key: str, repository: str, *args: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.e2e import ROOT, Processes, tls_processes
+from tests.support.e2e import ROOT, Processes, running, tls_processes
 from tests.support.loopback import free_ports
 from tests.support.redis import flush
 from tests.support.waiting import eventually_sync
@@ -25,13 +25,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tu
     procs = tls_processes(tmp_path_factory.mktemp("workers"), redis_url)
     metrics_port = free_ports(2, avoid={procs.sim_port, procs.gw_port})  # worker N: metrics on this port + N
     procs.extra_env["GATEWAY_METRICS_PORT"] = str(metrics_port)
-    flush(redis_url)
-    try:
-        procs.start_simulator()
-        yield procs, metrics_port
-    finally:
-        procs.stop()
-        flush(redis_url)
+    with running(procs, lambda: flush(redis_url), gateway=False) as started:
+        yield started, metrics_port
 
 
 def children(pid: int) -> list[int]:

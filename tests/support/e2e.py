@@ -8,6 +8,8 @@ import signal
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,18 @@ def tls_processes(tmp: Path, redis_url: str, extra_env: dict[str, str] | None = 
         gw_port=free_port(),
         extra_env=extra_env or {},
     )
+
+
+@contextmanager
+def running(procs: Processes, reset: Callable[[], None], *, gateway: bool = True) -> Iterator[Processes]:
+    """The rig's simulator (and, unless told otherwise, its gateway) started, then stopped; ``reset`` clears the
+    rig's Redis before and after, so a module's processes never see another module's state."""
+    reset()
+    try:
+        procs.start_simulator()
+        if gateway:
+            procs.start_gateway()
+        yield procs
+    finally:
+        procs.stop()
+        reset()

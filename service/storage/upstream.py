@@ -77,27 +77,23 @@ class FalStorage:
         self, method: str, url: str, body: AsyncIterator[bytes], headers: Mapping[str, str]
     ) -> httpx.Response:
         """Stream ``body`` to ``url`` (fal's upload URL, or its CDN), the answer read in full."""
+        return await self._request(
+            "fal's storage (upload)", method, url, content=body, headers=dict(headers), timeout=UPLOAD_TIMEOUT
+        )
+
+    async def _request(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One call to ``what``, its transport failures mapped to the gateway's upstream errors."""
         try:
-            response = await self._client.request(
-                method, url, content=body, headers=dict(headers), timeout=UPLOAD_TIMEOUT
-            )
+            return await self._client.request(method, url, **kwargs)
         except UnsafeDestination as exc:
-            raise UpstreamUnavailable(f"fal's upload URL was refused by the outbound guard: {exc}") from None
+            raise UpstreamUnavailable(f"{what} was refused by the outbound guard: {exc}") from None
         except httpx.TimeoutException:
-            raise UpstreamTimeout("fal's storage did not answer the upload in time") from None
+            raise UpstreamTimeout(f"{what} did not answer in time") from None
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"fal's storage could not be reached ({type(exc).__name__})") from None
-        return response
+            raise UpstreamUnavailable(f"{what} could not be reached ({type(exc).__name__})") from None
 
     async def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = await self._client.request(method, url, **kwargs)
-        except UnsafeDestination as exc:
-            raise UpstreamUnavailable(f"fal's storage API was refused by the outbound guard: {exc}") from None
-        except httpx.TimeoutException:
-            raise UpstreamTimeout("fal's storage API did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"fal's storage API could not be reached ({type(exc).__name__})") from None
+        response = await self._request("fal's storage API", method, url, **kwargs)
         payload = _payload(response)
         if response.status_code in {401, 403}:  # the gateway's own key: nothing the tenant can fix
             raise UpstreamUnavailable(f"fal's storage API refused the gateway's fal key (HTTP {response.status_code})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service import redis_timing
+from service.background import cancel_and_wait
 from service.budgets.controller import BudgetAdminController, UsageController
 from service.cache.controller import CacheAdminController
 from service.clients import open_clients
@@ -101,7 +102,9 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
                 asyncio.create_task(deps.tracker.run(stop)),
                 asyncio.create_task(deps.reconciler.run(stop)),
                 asyncio.create_task(deps.delivery_worker.run(stop)),
-                asyncio.create_task(JobCensus(r, metrics, interval_seconds=settings.metrics_refresh_seconds).run(stop)),
+                asyncio.create_task(
+                    JobCensus(r, deps.due, metrics, interval_seconds=settings.metrics_refresh_seconds).run(stop)
+                ),
             }
             if settings.tracker_enabled
             else set()
@@ -114,9 +117,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             await handover
             recorder_stop.set()  # last: submits still in flight during the drain may need it
             await asyncio.wait({recorder_task}, timeout=SHUTDOWN_WAIT_SECONDS)
-            events_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await events_task
+            await cancel_and_wait(events_task, timeout=SHUTDOWN_WAIT_SECONDS)
             await clients.aclose()
             if redis is None:
                 await r.aclose()

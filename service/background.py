@@ -4,6 +4,7 @@ then at most once per interval, so an outage of minutes is a handful of log line
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +15,20 @@ from service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 LOG_INTERVAL_SECONDS = 60.0
+RECANCEL_SECONDS = 0.1
+
+
+async def cancel_and_wait(task: asyncio.Task[None], *, timeout: float) -> bool:  # noqa: ASYNC109 - a bound on shutdown
+    """Cancel ``task`` and wait up to ``timeout`` for it to end, cancelling it again while it runs on: a cancellation
+    can be lost inside a client library's call (seen with redis-py starting cluster pub/sub connections), and one
+    lost there must not hang a shutdown. Returns whether the task ended."""
+    deadline = time.monotonic() + timeout
+    while not task.done() and time.monotonic() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(RECANCEL_SECONDS, max(0.0, deadline - time.monotonic())))
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: an error it ended with was already counted by its loop
+    return task.done()
 
 
 class Survivor:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CLUSTER_SHARDS = 8
 DEFAULT_UPSTREAM_URL = "https://queue.fal.run"
 
 
@@ -28,6 +29,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="redis:// or rediss:// URL; required by `serve`.")
     redis_cluster: bool = Field(
         default=False, description="GATEWAY_REDIS_URL is a seed node of a Redis Cluster (no database number)."
+    )
+    redis_shards: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Shards of the due schedules and job events; default 8 on a cluster, else 1.",
     )
     redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_max_connections: int = Field(default=200, ge=2, description="Pool size; callers wait for a free one.")
@@ -286,3 +293,8 @@ class Settings(BaseSettings):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
+
+    @property
+    def shards(self) -> int:
+        """How many shards the due schedules and the job event channel have (``service.keys``)."""
+        return self.redis_shards or (CLUSTER_SHARDS if self.redis_cluster else 1)

@@ -23,7 +23,7 @@ from service.config import Settings
 from service.domain.pricing import PriceTable
 from service.domain.webhooks import parse_schedule
 from service.drain import Drain
-from service.events import EventBus
+from service.events import EventBus, JobChannels
 from service.jobs.api import JobApi
 from service.jobs.cancel import Cancellation
 from service.jobs.completion import Completion, CompletionHook
@@ -97,14 +97,17 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
 ) -> Deps:
     r = clients.redis
     drain = Drain() if drain is None else drain
-    deliveries = DeliveryStore(r, retention_seconds=settings.webhook_retention_seconds, clock=clock)
+    deliveries = DeliveryStore(
+        r, retention_seconds=settings.webhook_retention_seconds, shards=settings.shards, clock=clock
+    )
     hooks = (WebhookHook(deliveries, clock=clock), *hooks)
     fal = fal_client(settings, clients.fal, metrics, factory=FalClient)  # a name tests may replace
     sandbox = clients.sandbox  # sandbox tenants' upstream: out of fal's metrics and breakers (a registry of its own)
     sandbox_fal = None if sandbox is None else fal_client(settings, sandbox.fal, Metrics())
-    bus = EventBus(r, on_error=Survivor("event_bus", metrics).survived)
-    store = JobStore(r, retention_seconds=settings.job_retention_seconds)
-    due = DueSchedule(r)
+    bus = EventBus(r, sharded=settings.redis_cluster, on_error=Survivor("event_bus", metrics).survived)
+    channels = JobChannels.of(settings.shards, sharded=settings.redis_cluster)
+    store = JobStore(r, retention_seconds=settings.job_retention_seconds, channels=channels)
+    due = DueSchedule(r, shards=settings.shards)
     admission = Admission(r, lease_seconds=settings.concurrency_lease_seconds, clock=clock)
     tenants = TenantStore(r, bus, clock=clock)
     ledger = _ledger(settings, clients, metrics, clock)
@@ -118,7 +121,7 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
         metrics=metrics,
         clock=clock,
     )
-    events = JobEvents(bus)
+    events = JobEvents(bus, channels)
     # When the shutdown begins, /run waits re-read their jobs and hand their clients over; status streams re-read
     # again once their grace period is over, and end.
     drain.on_begin(events.wake_all)

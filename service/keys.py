@@ -34,10 +34,13 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:audit``                     stream of admin actions
 - ``gw:v1:job:{<rid>}``               job record (hash), expires ``job_retention_seconds`` after completion
 - ``gw:v1:tracker:due``               ZSET of request ids, scored by the epoch-ms of their next upstream poll;
-                                      a claimed entry is re-scored to "now + lease" so a dead replica's work returns
+                                      a claimed entry is re-scored to "now + lease" so a dead replica's work returns.
+                                      With ``GATEWAY_REDIS_SHARDS`` > 1, N shards ``gw:v1:tracker:due:{tdue<k>.<i>}``
+                                      instead (see "Shards" below); a request id's shard is crc32(id) mod N
 - ``gw:v1:webhook:{<did>}``           webhook delivery record (hash): target, body, state, attempt count
 - ``gw:v1:webhook:{<did>}:attempts``  LIST of the delivery's attempts (JSON: time, status, latency, error)
-- ``gw:v1:webhook:due``               ZSET of pending delivery ids by next attempt (epoch ms), claimed as leases
+- ``gw:v1:webhook:due``               ZSET of pending delivery ids by next attempt (epoch ms), claimed as leases;
+                                      sharded like the tracker's (``gw:v1:webhook:due:{wdue<k>.<i>}``)
 - ``gw:v1:webhooks``                  ZSET of every delivery id by creation (ms), for the operator's log
 - ``gw:v1:tenant:{<tid>}:webhooks``   ZSET of the tenant's delivery ids by creation (ms)
 - ``gw:v1:upload:{<id>}``             HASH of an upload URL the gateway handed out: tenant, expiry, fal's URL (one use)
@@ -47,13 +50,26 @@ Layout (``gw:v1:`` prefix; braces are Redis Cluster hash tags so the keys one Lu
 - ``gw:v1:sandboxjob:{<id>}``         a sandbox simulator job (JSON), so every replica's sandbox answers for it
 - ``gw:v1:sandboxfile:{<id>}``        HASH ``type`` / ``data`` (base64) of a sandbox tenant's upload, served by every
                                       replica at ``/_sandbox/files/<id>/<name>``; job retention, at most a day
-- ``gw:v1:events:job``                pub/sub channel: a request id is published whenever its job record changes
+- ``gw:v1:events:job``                pub/sub channel: a request id is published whenever its job record changes;
+                                      sharded like the due sets (``gw:v1:events:job:{ejob<k>.<i>}``), the request's
+                                      channel being its id's shard
 - ``gw:v1:events:auth``               pub/sub channel: ``key:<key_id>`` / ``tenant:<tid>`` when either changes
+- ``gw:v1:shards``                    the largest shard count any replica has used, so that one running with fewer
+                                      shards moves the entries of the shards it no longer has into its own
+
+Shards: the hash tag ``<name><k>.<i>`` of shard ``k`` of ``N`` is the first ``i`` that puts the key in the ``k``-th
+``N``-th of the 16,384 cluster slots. Masters own contiguous slot ranges, so the shards spread evenly over them.
 """
 
 from __future__ import annotations
 
+import functools
+import zlib
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 PREFIX = "gw:v1"
+MAX_SHARDS = 256
 
 
 def tenant(tenant_id: str) -> str:
@@ -205,11 +221,55 @@ def fal_webhook_seen(digest: str) -> str:
 
 
 def tracker_due() -> str:
+    """The tracker's due schedule with one shard (``tracker_due_shards(1)``)."""
     return f"{PREFIX}:tracker:due"
 
 
+def tracker_due_shards(count: int) -> tuple[str, ...]:
+    return _sharded(tracker_due(), "tdue", count)
+
+
+def webhook_due_shards(count: int) -> tuple[str, ...]:
+    return _sharded(webhook_due(), "wdue", count)
+
+
 def job_events_channel() -> str:
+    """The job event channel with one shard (``job_event_channels(1)``)."""
     return f"{PREFIX}:events:job"
+
+
+def job_event_channels(count: int) -> tuple[str, ...]:
+    return _sharded(job_events_channel(), "ejob", count)
+
+
+def shard_index(member: str, count: int) -> int:
+    """The shard (of ``count``) that holds ``member``: the same for every replica and every release."""
+    return zlib.crc32(member.encode()) % count if count > 1 else 0
+
+
+def shard_count_record() -> str:
+    return f"{PREFIX}:shards"
+
+
+def _sharded(base: str, name: str, count: int) -> tuple[str, ...]:
+    if count == 1:
+        return (base,)
+    return tuple(f"{base}:{{{tag}}}" for tag in _spread_tags(name, count))
+
+
+@functools.cache
+def _spread_tags(name: str, count: int) -> tuple[str, ...]:
+    if not 1 <= count <= MAX_SHARDS:
+        raise ValueError(f"shard count must be 1..{MAX_SHARDS}, not {count}")
+    tags: list[str] = []
+    for shard in range(count):
+        low = shard * REDIS_CLUSTER_HASH_SLOTS // count
+        high = (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // count
+        suffix = 0
+        while not low <= key_slot(f"{name}{shard}.{suffix}".encode()) < high:
+            suffix += 1
+        tags.append(f"{name}{shard}.{suffix}")
+    return tuple(tags)
 
 
 def auth_events_channel() -> str:

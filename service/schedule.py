@@ -1,9 +1,7 @@
-"""Lease schedules: a Redis ZSET of ids scored by when each is next due, claimed as leases (``lua/lease_claim.lua``).
+"""The worker loop over a lease schedule (:mod:`service.lease_schedule`): claim what is due, handle it, repeat.
 
-The tracker's due jobs and the webhook deliveries are both one. Claiming an entry re-scores it to "now + lease", so
-work whose replica dies becomes due again when the lease runs out, and another replica takes it over. A replica that
-stops on purpose does not make the others wait for its leases: :meth:`LeaseWorker.hand_back` gives back what it
-claimed and did not finish, due now (``lua/lease_release.lua``), but only what it still holds.
+A replica that stops on purpose does not make the others wait for its leases: :meth:`LeaseWorker.hand_back` gives
+back what it claimed and did not finish, due now (``lua/lease_release.lua``), but only what it still holds.
 """
 
 from __future__ import annotations
@@ -11,26 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
-from service.redis_client import load_script
+from service.lease_schedule import Claim, LeaseSchedule, PartialClaimError
 
 MAX_ERROR_WAIT_SECONDS = 1.0
 DEFAULT_GRACE_SECONDS = 5.0
-
-
-class Claim(NamedTuple):
-    """One claimed entry: its id, when it was due (its score before the claim) and the lease score the claim gave
-    it. The claimer holds the entry for as long as its score is still ``lease_until_ms``."""
-
-    member: str
-    due_ms: int
-    lease_until_ms: int
+ADOPT_EVERY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,47 +27,6 @@ class Handover:
     finished: int = 0  # in flight at the stop and finished within the grace period
     handed_back: int = 0  # cut short, and given back due now for another replica to take at once
     not_held: int = 0  # cut short, but no longer this process's: already rescheduled, or claimed elsewhere since
-
-
-class LeaseSchedule:
-    def __init__(self, redis: Redis, key: str) -> None:
-        self._redis = redis
-        self._key = key
-        self._claim = load_script(redis, "service", "lease_claim.lua")
-        self._release = load_script(redis, "service", "lease_release.lua")
-
-    async def schedule(self, member: str, at_ms: int) -> None:
-        await self._redis.zadd(self._key, {member: at_ms})
-
-    def schedule_in(self, pipe: Pipeline, member: str, at_ms: int) -> None:
-        pipe.zadd(self._key, {member: at_ms})
-
-    async def claim(self, now_ms: int, *, lease_ms: int, limit: int) -> list[Claim]:
-        """Up to ``limit`` entries due by ``now_ms``, each now leased until ``now_ms + lease_ms``, in due order."""
-        flat: list[str] = await self._claim(keys=[self._key], args=[now_ms, lease_ms, limit])
-        lease_until = now_ms + lease_ms
-        return [Claim(flat[i], int(float(flat[i + 1])), lease_until) for i in range(0, len(flat), 2)]
-
-    async def release(self, claims: Sequence[Claim], now_ms: int) -> int:
-        """Make each claimed entry due at ``now_ms`` again, where it still carries its claim's lease score: never one
-        that another replica claimed after the lease ran out, nor one its own handling rescheduled. Returns how many
-        were given back."""
-        if not claims:
-            return 0
-        pairs = [value for claim in claims for value in (claim.member, claim.lease_until_ms)]
-        released: int = await self._release(keys=[self._key], args=[now_ms, *pairs])
-        return int(released)
-
-    async def finish(self, member: str) -> None:
-        await self._redis.zrem(self._key, member)
-
-    async def size(self) -> int:
-        return int(await self._redis.zcard(self._key))
-
-    async def oldest_ms(self) -> int | None:
-        """The earliest due time scheduled, or None when nothing is."""
-        first = await self._redis.zrange(self._key, 0, 0, withscores=True)
-        return int(first[0][1]) if first else None
 
 
 class LeaseWorker:
@@ -130,8 +76,12 @@ class LeaseWorker:
         """Claim and handle due members until ``stop`` is set; survives Redis outages. Then lets its handlers finish
         for up to the grace period and cancels the rest (see :meth:`hand_back`)."""
         failures = 0
+        adopt_at = self._clock()
         while not stop.is_set():
             try:
+                if self._clock() >= adopt_at:  # entries left in other shard counts' keys (lease_schedule.py)
+                    adopt_at = self._clock() + ADOPT_EVERY_SECONDS
+                    await self._schedule.adopt_strays()
                 claimed = await self.claim_and_start()
                 if self._between is not None:
                     await self._between()
@@ -151,14 +101,21 @@ class LeaseWorker:
         if free <= 0:
             return 0
         now = self._clock()
-        claims = await self._schedule.claim(int(now * 1000), lease_ms=self._lease_ms, limit=min(free, self._batch))
+        try:
+            claims = await self._schedule.claim(int(now * 1000), lease_ms=self._lease_ms, limit=min(free, self._batch))
+        except PartialClaimError as partial:  # what the shards that answered gave is leased: handle it, then fail
+            self._start(partial.claims, now)
+            raise partial.error from partial
+        self._start(claims, now)
+        return len(claims)
+
+    def _start(self, claims: list[Claim], now: float) -> None:
         for claim in claims:
             if self._observe_lag is not None:
                 self._observe_lag(max(0.0, now - claim.due_ms / 1000))
             task = asyncio.create_task(self._handle(claim.member))
             self._inflight[task] = claim
             task.add_done_callback(self._forget)
-        return len(claims)
 
     async def drain(self) -> None:
         """Wait for every handler in flight, however long it takes."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.background import Survivor
 from service.domain.jobs import JobState
+from service.lease_schedule import LeaseSchedule
 from service.metrics import Metrics
 
 BATCH = 1000
@@ -24,8 +25,9 @@ COUNTED = (JobState.SUBMITTING, JobState.IN_QUEUE, JobState.IN_PROGRESS)
 
 
 class JobCensus:
-    def __init__(self, redis: Redis, metrics: Metrics, *, interval_seconds: float) -> None:
+    def __init__(self, redis: Redis, due: LeaseSchedule, metrics: Metrics, *, interval_seconds: float) -> None:
         self._redis = redis
+        self._due = due
         self._metrics = metrics
         self._interval = interval_seconds
         self._survivor = Survivor("job_census", metrics)
@@ -42,20 +44,18 @@ class JobCensus:
     async def count(self) -> dict[JobState, int]:
         """Count, publish and return the jobs in flight by state (a job finishing meanwhile counts as none)."""
         counts = dict.fromkeys(COUNTED, 0)
-        start = 0
-        while True:
-            members = cast("list[str]", await self._redis.zrange(keys.tracker_due(), start, start + BATCH - 1))
-            if not members:
-                break
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for member in members:
-                    pipe.hget(keys.job(member), "state")
-                states: list[Any] = await pipe.execute()
-            for raw in states:
-                state = _state(raw)
-                if state in counts:
-                    counts[state] += 1
-            start += BATCH
+        for shard in range(len(self._due.shard_keys)):
+            start = 0
+            while members := await self._due.members(shard, start, BATCH):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for member in members:
+                        pipe.hget(keys.job(member), "state")
+                    states: list[Any] = await pipe.execute()
+                for raw in states:
+                    state = _state(raw)
+                    if state in counts:
+                        counts[state] += 1
+                start += BATCH
         for state, count in counts.items():
             self._metrics.jobs_in_flight.labels(state=state.value).set(count)
         return counts

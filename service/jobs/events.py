@@ -1,6 +1,7 @@
 """Cross-replica job-change notifications: Redis pub/sub fanned out to local waiters.
 
-Every write to a job record publishes its request id (inside the same Lua script as the write). The process's event
+Every write to a job record publishes its request id (inside the same Lua script as the write; with sharded pub/sub
+on a cluster, right after it, on the channel of the id's shard). The process's event
 bus wakes the local waiters of that id: ``/run`` callers and status streams. Pub/sub is at-most-once, so waiters
 also re-read the record on a fallback interval; a lost message costs latency, never correctness.
 """
@@ -12,18 +13,18 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 
-from service import keys
 from service.domain.jobs import Job
-from service.events import EventBus
+from service.events import EventBus, JobChannels
 from service.jobs.store import JobStore
 
 
 class JobEvents:
     """Wakes local waiters of a request id when its job record changes (on any replica)."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, channels: JobChannels | None = None) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        bus.on(keys.job_events_channel(), self.notify)
+        for channel in (channels or JobChannels()).names:
+            bus.on(channel, self.notify)
         bus.on_reset(self.wake_all)  # anything may have changed while unsubscribed: make every waiter re-read
 
     def notify(self, request_id: str) -> None:

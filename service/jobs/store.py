@@ -1,26 +1,32 @@
-"""Job records in Redis (``gw:v1:job:{<rid>}``) and the tracker's due schedule (``gw:v1:tracker:due``)."""
+"""Job records in Redis (``gw:v1:job:{<rid>}``) and the tracker's due schedule (``gw:v1:tracker:due``, sharded)."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
 
 from service import keys
 from service.domain.jobs import Job, JobState, encode_fields
+from service.events import JobChannels
+from service.lease_schedule import LeaseSchedule
 from service.redis_client import load_script
-from service.schedule import LeaseSchedule
 
 _LUA = "service.jobs"
+log = structlog.get_logger(__name__)
 
 
 class JobStore:
     """Reads and writes job records. State only moves forward: COMPLETED is final and reached exactly once."""
 
-    def __init__(self, redis: Redis, *, retention_seconds: int) -> None:
+    def __init__(self, redis: Redis, *, retention_seconds: int, channels: JobChannels | None = None) -> None:
+        """``channels``: where changes are announced (default: the one channel, published by the write's script)."""
         self._redis = redis
         self._retention = retention_seconds
+        self._channels = channels or JobChannels()
         self._write = load_script(redis, _LUA, "job_write.lua")
         self._complete = load_script(redis, _LUA, "job_complete.lua")
         self._reveal = load_script(redis, _LUA, "job_reveal.lua")
@@ -108,7 +114,8 @@ class JobStore:
 
     async def reveal(self, request_id: str) -> None:
         """Show a completed job to its clients (it was ``settling``) and announce the change to every replica."""
-        await self._reveal(keys=[keys.job(request_id)], args=[keys.job_events_channel(), request_id])
+        await self._reveal(keys=[keys.job(request_id)], args=[self._script_channel(request_id), request_id])
+        await self._announce(request_id)
 
     async def outbox(self, request_id: str) -> dict[str, str]:
         """Outbox entries of a completed job not yet dispatched."""
@@ -119,19 +126,35 @@ class JobStore:
 
     async def _write_fields(self, request_id: str, expire_seconds: int, values: dict[str, Any]) -> bool:
         args: list[str | int] = [
-            keys.job_events_channel(),
+            self._script_channel(request_id),
             request_id,
             expire_seconds,
             *_flatten(encode_fields(values)),
         ]
-        return int(await self._write(keys=[keys.job(request_id)], args=args)) == 1
+        written = int(await self._write(keys=[keys.job(request_id)], args=args)) == 1
+        if written:
+            await self._announce(request_id)
+        return written
+
+    def _script_channel(self, request_id: str) -> str:
+        """The channel the write's script publishes on; none ("") with sharded pub/sub, which a script can only
+        use in its own keys' slot: :meth:`_announce` publishes then, after the write."""
+        return "" if self._channels.sharded else self._channels.channel(request_id)
+
+    async def _announce(self, request_id: str) -> None:
+        if not self._channels.sharded:
+            return
+        try:
+            await self._redis.spublish(self._channels.channel(request_id), request_id)
+        except RedisError:  # the write stands: waiters re-read on their fallback interval (jobs/events.py)
+            log.warning("job_event_not_published", request_id=request_id, exc_info=True)
 
 
 class DueSchedule(LeaseSchedule):
     """When each unfinished job is next due for an upstream poll (``gw:v1:tracker:due``), claimed as leases."""
 
-    def __init__(self, redis: Redis) -> None:
-        super().__init__(redis, keys.tracker_due())
+    def __init__(self, redis: Redis, *, shards: int = 1) -> None:
+        super().__init__(redis, keys.tracker_due_shards(shards), shards_of=keys.tracker_due_shards)
 
 
 def _flatten(mapping: dict[str, str]) -> list[str]:

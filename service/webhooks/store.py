@@ -1,8 +1,8 @@
 """Webhook deliveries in Redis: the records, their attempt logs, the due schedule and the indexes that list them.
 
 A delivery is created once per request (its id is derived from the request id, ``lua/enqueue.lua``), lives
-``GATEWAY_WEBHOOK_RETENTION_SECONDS``, and is due in ``gw:v1:webhook:due`` while pending. Each attempt and the state
-it leads to are recorded together (``lua/attempt.lua``). Replays keep the delivery's id.
+``GATEWAY_WEBHOOK_RETENTION_SECONDS``, and is due in ``gw:v1:webhook:due`` (sharded) while pending. Each attempt
+and the state it leads to are recorded together (``lua/attempt.lua``). Replays keep the delivery's id.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from service import keys
 from service.domain.webhooks import Attempt, AttemptResult, DeliveryState
+from service.lease_schedule import LeaseSchedule
 from service.redis_client import load_script
-from service.schedule import LeaseSchedule
 
 MAX_PAGE = 500
 
@@ -59,11 +59,13 @@ _FIELDS = frozenset(f.name for f in fields(Delivery)) - {"history"}
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, *, retention_seconds: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, redis: Redis, *, retention_seconds: int, shards: int = 1, clock: Callable[[], float] = time.time
+    ) -> None:
         self._redis = redis
         self._retention = retention_seconds
         self._clock = clock
-        self.due = LeaseSchedule(redis, keys.webhook_due())
+        self.due = LeaseSchedule(redis, keys.webhook_due_shards(shards), shards_of=keys.webhook_due_shards)
         self._enqueue = load_script(redis, "service.webhooks", "enqueue.lua")
         self._attempt = load_script(redis, "service.webhooks", "attempt.lua")
 
@@ -74,7 +76,7 @@ class DeliveryStore:
         created_ms = int(delivery.created_at * 1000)
         current = delivery if created else await self.get(delivery.id)
         if current is not None and current.state is DeliveryState.PENDING:
-            await self._redis.zadd(keys.webhook_due(), {delivery.id: int((current.next_at or 0) * 1000)}, nx=True)
+            await self.due.schedule_if_absent(delivery.id, int((current.next_at or 0) * 1000))
         for index in (keys.webhook_index(), keys.tenant_webhooks(delivery.tenant_id)):
             await self._redis.zadd(index, {delivery.id: created_ms}, nx=True)
             await self._redis.zremrangebyscore(index, "-inf", created_ms - self._retention * 1000)

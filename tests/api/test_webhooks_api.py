@@ -19,7 +19,10 @@ from service.simulator.faults import FaultRule
 from tests.support.endpoints import T2V, T2V_INPUT
 from tests.support.gateway import Gateway, fast_settings, local, running_gateway
 from tests.support.receiver import Receiver, fal_signature_valid, served_jwks
+from tests.support.redis_cluster import MODES
 from tests.support.waiting import eventually
+
+REDIS_MODES = MODES  # deliveries, their due schedule (8 shards on the cluster) and the events, on both
 
 HOSTS = {
     "nowhere.test": [],

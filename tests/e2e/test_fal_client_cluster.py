@@ -46,3 +46,8 @@ def test_submit_status_result_and_a_cached_repeat_on_a_cluster(
     assert len(on_cluster.sim_stats()["requests"]) == upstream, "the repeat never reached fal"
     holding = [port for port in cluster_server.ports if redis.Redis(port=port).dbsize()]
     assert len(holding) > 1, "the gateway's keys are spread over the masters"
+    with redis.RedisCluster(host="127.0.0.1", port=cluster_server.ports[0]) as cluster:
+        # The gateway runs the default 8 shards: its workers recorded the count, and the one-key schedules of a
+        # single Redis were never written (the shards themselves are emptied as the jobs finish).
+        assert cluster.smembers("gw:v1:shards") == {b"8"}
+        assert cluster.exists("gw:v1:tracker:due", "gw:v1:webhook:due") == 0

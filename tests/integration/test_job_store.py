@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.domain.jobs import Job, JobMode, JobState, Outcome
 from service.jobs.store import DueSchedule, JobStore
-from service.schedule import Claim
+from service.lease_schedule import Claim
 from tests.support.endpoints import T2V
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.schedule import Claim, Handover, LeaseSchedule, LeaseWorker
+from service.lease_schedule import Claim, LeaseSchedule
+from service.schedule import Handover, LeaseWorker
 from tests.support.clocks import ManualClock
 from tests.support.redis_cluster import MODES
 from tests.support.waiting import eventually

@@ -72,8 +72,9 @@ def _job(rid: str, state: JobState) -> Job:
     )
 
 
-async def test_the_census_counts_scheduled_jobs_by_their_recorded_state(redis_client: Redis) -> None:
-    store, due = JobStore(redis_client, retention_seconds=3600), DueSchedule(redis_client)
+@pytest.mark.parametrize("shards", [1, 4])
+async def test_the_census_counts_scheduled_jobs_by_their_recorded_state(redis_client: Redis, shards: int) -> None:
+    store, due = JobStore(redis_client, retention_seconds=3600), DueSchedule(redis_client, shards=shards)
     states = [JobState.SUBMITTING] + [JobState.IN_QUEUE] * 3 + [JobState.IN_PROGRESS] * 2 + [JobState.COMPLETED]
     for n, state in enumerate(states):
         rid = f"00000000-0000-4000-8000-{n:012d}"
@@ -81,8 +82,9 @@ async def test_the_census_counts_scheduled_jobs_by_their_recorded_state(redis_cl
         await due.schedule(rid, 1)
     await due.schedule("00000000-0000-4000-8000-999999999999", 1)  # an entry whose record is gone
     metrics = Metrics()
-    census = JobCensus(redis_client, metrics, interval_seconds=60)
+    census = JobCensus(redis_client, due, metrics, interval_seconds=60)
     counts = await census.count()
     assert counts == {JobState.SUBMITTING: 1, JobState.IN_QUEUE: 3, JobState.IN_PROGRESS: 2}
     assert sample(metrics, "gateway_jobs_in_flight", state="IN_QUEUE") == 3
-    assert await redis_client.zcard(keys.tracker_due()) == len(states) + 1
+    assert await due.size() == len(states) + 1
+    assert sum([await redis_client.zcard(key) for key in keys.tracker_due_shards(shards)]) == len(states) + 1

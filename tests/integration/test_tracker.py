@@ -11,7 +11,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service import keys
 from service.clients import Clients, open_clients
 from service.config import Settings
 from service.container import build_deps
@@ -113,7 +112,7 @@ async def rig(redis_client: Redis, redis_url: str) -> AsyncIterator[Rig]:
             sim_clock,
             sim,
             JobStore(redis_client, retention_seconds=3600),
-            DueSchedule(redis_client),
+            DueSchedule(redis_client, shards=settings.shards),  # 8 on the cluster
             fal,
             settings,
             metrics,
@@ -211,9 +210,9 @@ async def test_a_job_unknown_upstream_fails_with_a_clear_error(rig: Rig) -> None
 
 
 async def _next_poll_in(rig: Rig, rid: str) -> float:
-    score = await rig.redis.zscore(keys.tracker_due(), rid)
+    score = await rig.due.due_at(rid)
     assert score is not None
-    return float(score) / 1000 - rig.clock()
+    return score / 1000 - rig.clock()
 
 
 async def test_a_job_in_fals_queue_backs_off_further_than_one_being_generated(rig: Rig) -> None:
@@ -266,11 +265,11 @@ async def test_a_stopping_tracker_hands_its_stuck_step_back_and_another_replica_
         return bool(rig.sim.stats()["calls"].get("status"))
 
     await eventually(stuck_in_fals_status_call)
-    assert await rig.redis.zscore(keys.tracker_due(), job.request_id) == (rig.clock() + 30) * 1000, "leased for 30 s"
+    assert await rig.due.due_at(job.request_id) == (rig.clock() + 30) * 1000, "leased for 30 s"
     stop.set()
     await running
     assert await leaving.hand_back() == Handover(finished=0, handed_back=1, not_held=0)
-    assert await rig.redis.zscore(keys.tracker_due(), job.request_id) == rig.clock() * 1000
+    assert await rig.due.due_at(job.request_id) == rig.clock() * 1000
 
     assert await _step_all(rig.tracker()) == 1, "taken at once, without the 30 s lease running out"
     final = await rig.store.get(job.request_id)

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 
 import pytest
+from redis.crc import key_slot
 
 from service import keys
 
@@ -50,6 +51,13 @@ FIXED_KEYS: list[tuple[Callable[[], str], str]] = [
     (keys.budget_tenants, "gw:v1:budget:tenants"),
     (keys.reconcile_lock, "gw:v1:budget:reconcile-lock"),
     (keys.webhook_signing_key, "gw:v1:webhook:signing-key"),
+    (keys.shard_count_record, "gw:v1:shards"),
+]
+# Builders of sharded keys (a shard count in, one key per shard out), with the one-shard key they must build.
+SHARDED_KEYS: list[tuple[Callable[[int], tuple[str, ...]], str]] = [
+    (keys.tracker_due_shards, "gw:v1:tracker:due"),
+    (keys.webhook_due_shards, "gw:v1:webhook:due"),
+    (keys.job_event_channels, "gw:v1:events:job"),
 ]
 # Builders of per-period keys, with the key they must build for tenant "abc123" and period "m2026-11".
 PERIOD_KEYS: list[tuple[Callable[[str, str], str], str]] = [
@@ -87,8 +95,9 @@ def test_every_key_builder_is_covered_by_these_tests() -> None:
     covered = (
         {f.__name__ for f, _ in ID_KEYS}
         | {f.__name__ for f, _ in FIXED_KEYS}
-        | {"auth_failures", "upload_rate"}
+        | {"auth_failures", "upload_rate", "shard_index"}
         | {f.__name__ for f, _ in PERIOD_KEYS}
+        | {f.__name__ for f, _ in SHARDED_KEYS}
     )
 
     assert public_builders() == covered
@@ -182,3 +191,47 @@ def test_period_keys_live_in_the_tenants_slot(builder: Callable[[str, str], str]
 
 def test_upload_rate_keys_carry_the_tenant_tag_and_the_minute() -> None:
     assert keys.upload_rate("abc123", 7) == "gw:v1:tenant:{abc123}:uploads:7"
+
+
+@pytest.mark.parametrize(("builder", "single"), SHARDED_KEYS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_one_shard_is_the_unsharded_key(builder: Callable[[int], tuple[str, ...]], single: str) -> None:
+    assert builder(1) == (single,)
+
+
+@pytest.mark.parametrize("count", [2, 3, 8, 16, 256])
+@pytest.mark.parametrize(("builder", "single"), SHARDED_KEYS, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_shard_k_of_n_lies_in_the_kth_nth_of_the_slots(
+    builder: Callable[[int], tuple[str, ...]], single: str, count: int
+) -> None:
+    """So that the shards spread evenly over masters that own contiguous, equal slot ranges."""
+    shards = builder(count)
+
+    assert len(set(shards)) == count
+    for shard, key in enumerate(shards):
+        assert key.startswith(single + ":{")
+        assert hash_tag(key) is not None
+        assert shard * 16384 // count <= key_slot(key.encode()) < (shard + 1) * 16384 // count
+
+
+def test_shards_of_three_masters_are_spread_evenly() -> None:
+    """redis-cli --cluster create gives three masters 0-5460, 5461-10922, 10923-16383."""
+    ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
+    slots = [key_slot(key.encode()) for key in keys.tracker_due_shards(8)]
+    per_master = [sum(low <= slot <= high for slot in slots) for low, high in ranges]
+
+    assert sorted(per_master) == [2, 3, 3]
+
+
+def test_a_members_shard_is_stable_and_members_spread() -> None:
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(800)]
+    shards = [keys.shard_index(rid, 8) for rid in ids]
+
+    assert shards == [keys.shard_index(rid, 8) for rid in ids]
+    assert all(60 <= shards.count(shard) <= 140 for shard in range(8)), [shards.count(s) for s in range(8)]
+    assert {keys.shard_index(rid, 1) for rid in ids} == {0}
+
+
+@pytest.mark.parametrize("count", [0, 257])
+def test_shard_counts_outside_the_range_are_refused(count: int) -> None:
+    with pytest.raises(ValueError, match="shard count"):
+        keys.tracker_due_shards(count)

@@ -5,6 +5,8 @@ behind is adopted without losing an entry or its due time."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -23,6 +25,26 @@ LEASE_MS = 30_000
 
 def _schedule(redis: Redis, shards: int) -> LeaseSchedule:
     return LeaseSchedule(redis, keys.tracker_due_shards(shards), shards_of=keys.tracker_due_shards)
+
+
+def _worker(
+    schedule: LeaseSchedule,
+    handle: Callable[[str], Coroutine[Any, Any, None]],
+    clock: ManualClock,
+    errors: list[str],
+    *,
+    slots: int,
+) -> LeaseWorker:
+    return LeaseWorker(
+        schedule,
+        handle,
+        concurrency=slots,
+        batch=slots,
+        lease_seconds=30,
+        tick_seconds=0.01,
+        on_error=errors.append,
+        clock=clock,
+    )
 
 
 def _ids(count: int) -> list[str]:
@@ -122,16 +144,7 @@ async def test_a_worker_adopts_strays_as_it_starts_and_handles_them(redis_client
         await schedule.finish(member)
 
     errors: list[str] = []
-    worker = LeaseWorker(
-        schedule,
-        handle,
-        concurrency=4,
-        batch=4,
-        lease_seconds=30,
-        tick_seconds=0.01,
-        on_error=errors.append,
-        clock=clock,
-    )
+    worker = _worker(schedule, handle, clock, errors, slots=4)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 
@@ -165,16 +178,7 @@ async def test_a_failing_shard_does_not_strand_the_claims_the_others_gave(redis_
 
     for member in (members[1], members[2], members[3]):
         await schedule.schedule(member, 1000)
-    worker = LeaseWorker(
-        schedule,
-        handle,
-        concurrency=8,
-        batch=8,
-        lease_seconds=30,
-        tick_seconds=0.01,
-        on_error=errors.append,
-        clock=clock,
-    )
+    worker = _worker(schedule, handle, clock, errors, slots=8)
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await worker.claim_and_start()
     await worker.drain()

@@ -13,18 +13,20 @@ import structlog
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service import redis_timing
+from service.apidoc.config import GatewayOpenAPIConfig
+from service.apidoc.controller import endpoint_openapi
 from service.background import cancel_and_wait
 from service.budgets.controller import BudgetAdminController, UsageController
 from service.cache.controller import CacheAdminController
 from service.clients import open_clients
 from service.config import Settings
 from service.container import Deps, build_deps
+from service.docs_page import DOCS_PATH, docs_asset, docs_pages
 from service.health import healthz, metrics_endpoint, readyz
 from service.http import exception_handler, request_context_middleware
 from service.jobs.census import JobCensus
@@ -122,7 +124,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             if redis is None:
                 await r.aclose()
 
-    handlers: list[ControllerRouterHandler] = [healthz, readyz, metrics_endpoint, jwks]
+    handlers: list[ControllerRouterHandler] = [healthz, readyz, metrics_endpoint, jwks, docs_asset]
     if serve_api:
         # Submits may carry images as data: URIs: their routes take the larger body limit (service/jobs/intake.py
         # then holds each endpoint to its own).
@@ -130,6 +132,7 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
             Router("/", route_handlers=list(SUBMIT_CONTROLLERS), request_max_body_size=settings.submit_max_body_bytes)
         )
         handlers += API_CONTROLLERS
+        handlers.append(endpoint_openapi)  # fal's per-endpoint document, public (service/apidoc/)
         # Uploads stream their bytes to fal (service/storage/), up to their own limit.
         handlers.append(
             Router("/", route_handlers=list(STORAGE_CONTROLLERS), request_max_body_size=settings.upload_max_bytes)
@@ -152,7 +155,13 @@ def create_app(  # noqa: PLR0913 - every collaborator a test may want to replace
         middleware=[request_context_middleware(metrics)],
         exception_handlers={Exception: exception_handler},
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="seedance-gateway", version="0.1.0", path="/schema"),
+        openapi_config=GatewayOpenAPIConfig(
+            title="seedance-gateway",
+            version="0.1.0",
+            path=DOCS_PATH,
+            render_plugins=docs_pages(),
+            proxy_path=settings.proxy_path,
+        ),
         logging_config=None,
     )
     if serve_api:  # fal's server proxy: mapped requests re-enter before routing (service/proxy.py)

@@ -38,7 +38,7 @@ MRO so that the most specific row wins; a conversion builds a new error, never c
     redis RedisError                ServiceUnavailable (503, state_store_unavailable), e.g. ConnectionError
     litestar ValidationException    InvalidRequest (422): Litestar's validation errors as fal's detail list
     litestar NotFoundException      NotFound (404)
-    litestar HTTPException          PayloadTooLarge (413), else GatewayError with Litestar's status and detail
+    litestar HTTPException          PayloadTooLarge (413), InvalidRequest (422) if the body does not decode, else as is
     RecursionError                  InvalidRequest (422 json_invalid): a body nested too deep to decode
     Exception                       GatewayError (500, internal_error)
 """
@@ -50,10 +50,10 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
 from redis.exceptions import RedisError
 
-from service.error_mapping import litestar_validation_detail, too_deep_detail
+from service.error_mapping import json_invalid_detail, litestar_validation_detail, too_deep_detail
 
 
 class GatewayError(Exception):
@@ -259,6 +259,8 @@ def _not_found(_: NotFoundException) -> GatewayError:
 def _http_error(exc: HTTPException) -> GatewayError:
     if exc.status_code == 413:
         return PayloadTooLarge("Request body is too large")
+    if isinstance(exc.__cause__, SerializationException):  # a JSON body that does not decode: as fal's apps answer
+        return InvalidRequest(json_invalid_detail(str(exc.__cause__)))
     return GatewayError(exc.detail, status_code=exc.status_code, error_type=_http_error_type(exc.status_code))
 
 

@@ -93,20 +93,35 @@ def _url_error(reason: str) -> PydanticCustomError:
 ImageUrl = Annotated[str, AfterValidator(_image_url)]
 
 
+T2V_PROMPT_EXAMPLE = (
+    "Defense attorney declaring \"Ladies and gentlemen, reasonable doubt isn't just a phrase, it's the foundation of "
+    'justice itself", footsteps on marble, jury shifting, courtroom drama, closing argument power.'
+)
+I2V_PROMPT_EXAMPLE = 'A man is crying and he says "I shouldn\'t have done it. I regret everything"'
+IMAGE_URL_EXAMPLE = "https://v3b.fal.media/files/b/0a8773cd/REzCWn1BKUVuMFTxR-R3W_image_317.png"
+VIDEO_URL_EXAMPLE = "https://v3b.fal.media/files/b/0a8773d3/l2fk-fIO_PQFPzbvHkQX1_video.mp4"
+PROMPT = "The text prompt used to generate the video"  # descriptions and examples: fal's own, for the documents
+
+
 class TextToVideoInput(BaseModel):
-    """Input of ``fal-ai/bytedance/seedance/v1.5/pro/text-to-video``."""
+    """The input of Seedance 1.5 Pro text-to-video."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
-    prompt: str = Field(description="The text prompt used to generate the video")
+    prompt: str = Field(description=PROMPT, examples=[T2V_PROMPT_EXAMPLE])
     aspect_ratio: AspectRatio = Field(default=AspectRatio.R16_9, description="The aspect ratio of the generated video")
-    resolution: Resolution = Field(default=Resolution.P720, description="Video resolution")
+    resolution: Resolution = Field(
+        default=Resolution.P720,
+        description="Video resolution - 480p for faster generation, 720p for balance, 1080p for higher quality",
+    )
     duration: Duration = Field(default=Duration.S5, description="Duration of the video in seconds")
     camera_fixed: bool = Field(default=False, description="Whether to fix the camera position")
     seed: int | None = Field(
         default=None, ge=-1, le=MAX_SEED, description="Random seed to control video generation. Use -1 for random."
     )
-    enable_safety_checker: bool = Field(default=True, description="If set to true, the safety checker will be enabled.")
+    enable_safety_checker: bool = Field(
+        default=True, description="If set to true, the safety checker will be enabled.", examples=[True]
+    )
     generate_audio: bool = Field(default=True, description="Whether to generate audio for the video")
 
     @property
@@ -120,10 +135,13 @@ class TextToVideoInput(BaseModel):
 
 
 class ImageToVideoInput(TextToVideoInput):
-    """Input of ``fal-ai/bytedance/seedance/v1.5/pro/image-to-video``: text-to-video plus the frame images."""
+    """The input of Seedance 1.5 Pro image-to-video: text-to-video's, plus the start and end frames."""
 
-    image_url: ImageUrl = Field(description="The URL of the image used to generate video")
-    end_image_url: ImageUrl | None = Field(default=None, description="The URL of the image the video ends with.")
+    prompt: str = Field(description=PROMPT, examples=[I2V_PROMPT_EXAMPLE])
+    image_url: ImageUrl = Field(description="The URL of the image used to generate video", examples=[IMAGE_URL_EXAMPLE])
+    end_image_url: ImageUrl | None = Field(
+        default=None, description="The URL of the image the video ends with. Defaults to None."
+    )
 
 
 SeedanceInput = TextToVideoInput | ImageToVideoInput
@@ -135,23 +153,25 @@ INPUT_MODELS: dict[EndpointKind, type[TextToVideoInput]] = {
 
 
 class VideoFile(BaseModel):
-    """fal's ``File`` type as Seedance returns it."""
+    """A file as fal returns it (its ``File`` type)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", title="File")
 
-    url: str
-    content_type: str | None = None
-    file_name: str | None = None
-    file_size: int | None = None
+    url: str = Field(description="The URL where the file can be downloaded from.")
+    content_type: str | None = Field(default=None, description="The mime type of the file.", examples=["video/mp4"])
+    file_name: str | None = Field(
+        default=None, description="The name of the file. It will be auto-generated if not provided."
+    )
+    file_size: int | None = Field(default=None, description="The size of the file in bytes.")
 
 
 class SeedanceOutput(BaseModel):
-    """Output of both endpoints: ``{"video": File, "seed": int}``."""
+    """The output of both endpoints: the video and the seed it was generated with."""
 
     model_config = ConfigDict(extra="allow")
 
-    video: VideoFile
-    seed: int
+    video: VideoFile = Field(description="Generated video file", examples=[{"url": VIDEO_URL_EXAMPLE}])
+    seed: int = Field(description="Seed used for generation", examples=[42])
 
 
 class InvalidInputError(Exception):

@@ -17,6 +17,7 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    SerializationException,
     TooManyRequestsException,
     ValidationException,
 )
@@ -67,6 +68,16 @@ def validation(*entries: Any) -> ValidationException:
 
 
 TOO_DEEP = "JSON decode error: the body is nested too deep"
+MALFORMED = "JSON is malformed: invalid character (byte 0)"
+
+
+def undecodable_body(reason: str) -> ClientException:
+    """Litestar's 400 for a JSON body it could not decode (``routes/http.py`` raises it from the decode error)."""
+    exc = ClientException(detail=reason)
+    exc.__cause__ = SerializationException(reason)
+    return exc
+
+
 CASES: list[Case] = [
     # GatewayError: answered as itself.
     Case(
@@ -171,6 +182,16 @@ CASES: list[Case] = [
         {},
     ),
     Case(
+        "validation-missing-parameter",
+        ValidationException(
+            detail="Missing required query parameter 'endpoint_id' for path /openapi/queue/openapi.json"
+        ),
+        ValidationException,
+        422,
+        {"detail": [{"type": "missing", "loc": ["query", "endpoint_id"], "msg": "Field required"}]},
+        {},
+    ),
+    Case(
         "validation-no-entries",
         ValidationException(detail="Bad body"),
         ValidationException,
@@ -197,6 +218,24 @@ CASES: list[Case] = [
         MethodNotAllowedException(),
         HTTPException,
         **request_error(405, "Method Not Allowed", "method_not_allowed"),
+    ),
+    Case(
+        "undecodable-body",
+        undecodable_body(MALFORMED),
+        HTTPException,
+        422,
+        {
+            "detail": [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body"],
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": MALFORMED},
+                }
+            ]
+        },
+        {},
     ),
     Case("400", ClientException(detail="Bad header"), HTTPException, **request_error(400, "Bad header", "bad_request")),
     Case("401", NotAuthorizedException(), HTTPException, **request_error(401, "Unauthorized", "unauthorized")),

@@ -8,8 +8,12 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
-from tests.support.redis import SuiteRedis, suite_redis
+from tests.support.redis import SuiteRedis, spread_embedded_ports, suite_redis
 from tests.support.redis_cluster import ClusterRedis, connect_any, redis_cluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    spread_embedded_ports()  # each process, each xdist worker among them
 
 
 @pytest.fixture(scope="session")

@@ -99,9 +99,9 @@ def test_simulator_stopped_and_restarted(make_rig: MakeRig, redis_url: str, shar
     with running(make_rig(redis_url, own_simulator=True)) as rig:
         tenant_keys = rig.tenants()
         plan = mixed_plan("sim-restart", 30)
+        rig.ready_to_start()  # before the load: waiting for it after would let the jobs in flight finish first
         with Load(rig, tenant_keys, plan[:15], rate=10) as load:
             answers = load.join()
-        rig.ready_to_start()
         rig.stop_simulator()
         outage_plan = [Submit("plain", {"prompt": f"sim-restart outage {i}"}) for i in range(4)]
         with Load(rig, tenant_keys, outage_plan, rate=10) as load:

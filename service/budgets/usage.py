@@ -13,9 +13,11 @@ from redis.asyncio import Redis
 
 from service import keys
 from service.domain.budgets import Budget, BudgetPeriod, PeriodWindow, crossed_alerts, period_window
+from service.domain.paging import Cursor
 from service.domain.pricing import usd
 from service.domain.tenants import Tenant, iso
 from service.metrics import Metrics
+from service.paging import page_below
 
 log = structlog.get_logger(__name__)
 UNLIMITED_PERIOD = BudgetPeriod.MONTH  # tenants without a budget still get monthly usage
@@ -58,22 +60,15 @@ class BudgetReader:
         }
 
     async def charges(
-        self, tenant: Tenant, *, period_id: str | None, limit: int, before_ms: int | None
+        self, tenant: Tenant, *, period_id: str | None, limit: int, before: Cursor | None
     ) -> tuple[list[dict[str, Any]], str | None, str]:
         """One page of the period's settled charges, newest first, and the cursor of the next page."""
         period = period_id or tenant_period(tenant, self._clock()).id
-        upper = f"({before_ms}" if before_ms is not None else "+inf"
-        rows = cast(
-            "list[tuple[str, float]]",
-            await self._redis.zrevrangebyscore(
-                keys.charges_index(tenant.id, period), upper, "-inf", start=0, num=limit, withscores=True
-            ),
-        )
+        rows, cursor = await page_below(self._redis, keys.charges_index(tenant.id, period), limit=limit, before=before)
         if not rows:
             return [], None, period
         raws = cast("list[str | None]", await self._redis.hmget(keys.charges(tenant.id, period), [r for r, _ in rows]))
         entries = [json.loads(raw) for raw in raws if raw]
-        cursor = str(int(rows[-1][1])) if len(rows) == limit else None
         return entries, cursor, period
 
     async def after_reservation(

@@ -12,6 +12,7 @@ from service.domain.jobs import Job
 from service.domain.tenants import iso
 from service.errors import NotFound
 from service.jobs.store import JobStore
+from service.paging import Before, before_cursor
 from service.tenants.auth import requires_admin
 from service.tenants.schemas import RequestPage, RequestSummary
 
@@ -29,13 +30,12 @@ class RequestHistoryController(Controller):
         tenant_id: FromPath[str],
         job_store: NamedDependency[JobStore],
         limit: FromQuery[int] = 50,
-        before: FromQuery[int | None] = None,
+        before: Before = None,
     ) -> RequestPage:
         """The tenant's request history, newest first; kept after the tenant is deleted, until it expires. A full
         page carries the cursor of the next one (``next``, to pass as ``before``)."""
         size = max(1, min(limit, MAX_PAGE))
-        jobs = await job_store.history(tenant_id, limit=size, before_ms=before)
-        cursor = str(int(jobs[-1].created_at * 1000)) if jobs and len(jobs) == size else None
+        jobs, cursor = await job_store.history(tenant_id, limit=size, before=before_cursor(before))
         return RequestPage(requests=[_summary(j) for j in jobs], next=cursor)
 
     @get("/requests/{request_id:str}")

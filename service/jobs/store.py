@@ -11,8 +11,10 @@ from redis.exceptions import RedisError
 
 from service import keys
 from service.domain.jobs import Job, JobState, encode_fields
+from service.domain.paging import Cursor
 from service.events import JobChannels
 from service.lease_schedule import LeaseSchedule
+from service.paging import page_below
 from service.redis_client import load_script
 
 _LUA = "service.jobs"
@@ -62,15 +64,12 @@ class JobStore:
     async def followers(self, leader_id: str) -> list[str]:
         return sorted(cast("set[str]", await self._redis.smembers(keys.job_followers(leader_id))))
 
-    async def history(self, tenant_id: str, *, limit: int, before_ms: int | None) -> list[Job]:
-        """The tenant's requests, newest first, that still exist (records expire on their own)."""
-        upper = f"({before_ms}" if before_ms is not None else "+inf"
-        ids = cast(
-            "list[str]",
-            await self._redis.zrevrangebyscore(keys.tenant_requests(tenant_id), upper, "-inf", start=0, num=limit),
-        )
-        jobs = [await self.get(rid) for rid in ids]
-        return [job for job in jobs if job is not None]
+    async def history(self, tenant_id: str, *, limit: int, before: Cursor | None) -> tuple[list[Job], str | None]:
+        """One page of the tenant's requests, newest first, that still exist (records expire on their own), and the
+        cursor of the next page."""
+        rows, cursor = await page_below(self._redis, keys.tenant_requests(tenant_id), limit=limit, before=before)
+        jobs = [await self.get(rid) for rid, _score in rows]
+        return [job for job in jobs if job is not None], cursor
 
     async def get(self, request_id: str) -> Job | None:
         return self.job_of(await self._redis.hgetall(keys.job(request_id)))

@@ -11,9 +11,11 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.audit import Actor, AuditLog, actor_of
 from service.config import Settings
+from service.domain.paging import Cursor, parse_cursor
 from service.domain.tenants import iso
 from service.domain.webhooks import DeliveryState, delivery_id
 from service.errors import InvalidRequest, NotFound
+from service.paging import Before, before_cursor
 from service.tenants.auth import Principal, requires_admin
 from service.tenants.store import TenantStore
 from service.webhooks.schemas import DeliveryDetail, DeliveryOut, DeliveryPage, RedeliverOut, RedeliverSince, SecretOut
@@ -56,7 +58,7 @@ class TenantWebhookController(Controller):
         request_id: FromQuery[str | None] = None,
         delivery_state: StateFilter = None,
         limit: FromQuery[int] = 50,
-        before: FromQuery[int | None] = None,
+        before: Before = None,
     ) -> DeliveryPage:
         """The calling tenant's webhook deliveries, newest first."""
         return await _page(deliveries, principal.tenant_id, request_id, delivery_state, limit, before)
@@ -84,7 +86,7 @@ class WebhookAdminController(Controller):
         request_id: FromQuery[str | None] = None,
         delivery_state: StateFilter = None,
         limit: FromQuery[int] = 50,
-        before: FromQuery[int | None] = None,
+        before: Before = None,
     ) -> DeliveryPage:
         """Every delivery (or one tenant's), newest first, filtered by request id and state."""
         return await _page(deliveries, tenant, request_id, delivery_state, limit, before)
@@ -127,16 +129,16 @@ class WebhookAdminController(Controller):
         await tenants.require_tenant(tenant_id)
         since = data.since.timestamp()
         replayed: list[str] = []
-        cursor: int | None = None
+        cursor: Cursor | None = None
         while True:
-            page, next_cursor = await deliveries.page(tenant_id=tenant_id, limit=MAX_PAGE, before_ms=cursor)
+            page, next_cursor = await deliveries.page(tenant_id=tenant_id, limit=MAX_PAGE, before=cursor)
             for found in page:
                 if found.created_at >= since and found.state is DeliveryState.FAILED:
                     await deliveries.redeliver(found.id)
                     replayed.append(found.id)
-            if next_cursor is None or (page and page[-1].created_at < since):
+            cursor = parse_cursor(next_cursor or "")  # None after the last page
+            if cursor is None or (page and page[-1].created_at < since):
                 break
-            cursor = int(next_cursor)
         await audit.record(
             _actor(request, settings),
             "webhook.redeliver_failed",
@@ -168,16 +170,17 @@ async def _page(
     request_id: str | None,
     state: DeliveryState | None,
     limit: int,
-    before: int | None,
+    before: str | None,
 ) -> DeliveryPage:
     if limit < 1:
         raise InvalidRequest([{"type": "greater_than", "loc": ["query", "limit"], "msg": "limit must be at least 1"}])
+    after = before_cursor(before)
     if request_id is not None:  # one delivery per request: look it up directly
         found = await deliveries.get(delivery_id(request_id))
         matches = found is not None and (tenant_id is None or found.tenant_id == tenant_id)
         chosen = [found] if found is not None and matches and (state is None or found.state is state) else []
         return DeliveryPage(deliveries=[DeliveryOut.of(d) for d in chosen], next=None)
-    page, cursor = await deliveries.page(tenant_id=tenant_id, limit=limit, before_ms=before)
+    page, cursor = await deliveries.page(tenant_id=tenant_id, limit=limit, before=after)
     chosen = [d for d in page if state is None or d.state is state]
     return DeliveryPage(deliveries=[DeliveryOut.of(d) for d in chosen], next=cursor)
 

@@ -16,8 +16,10 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from service import keys
+from service.domain.paging import Cursor
 from service.domain.webhooks import Attempt, AttemptResult, DeliveryState
 from service.lease_schedule import LeaseSchedule
+from service.paging import page_below
 from service.redis_client import load_script
 
 MAX_PAGE = 500
@@ -132,18 +134,13 @@ class DeliveryStore:
         return await self.get(delivery_id)
 
     async def page(
-        self, *, tenant_id: str | None, limit: int, before_ms: int | None
+        self, *, tenant_id: str | None, limit: int, before: Cursor | None
     ) -> tuple[list[Delivery], str | None]:
         """Deliveries newest first (one tenant's or everyone's), and the cursor of the next page."""
         size = max(1, min(limit, MAX_PAGE))
         index = keys.tenant_webhooks(tenant_id) if tenant_id else keys.webhook_index()
-        upper = f"({before_ms}" if before_ms is not None else "+inf"
-        entries = cast(
-            "list[tuple[str, float]]",
-            await self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=size, withscores=True),
-        )
+        entries, cursor = await page_below(self._redis, index, limit=size, before=before)
         records = [await self.get(delivery_id) for delivery_id, _score in entries]
-        cursor = str(int(entries[-1][1])) if entries and len(entries) == size else None
         return [record for record in records if record is not None], cursor
 
     async def pending_count(self) -> int:

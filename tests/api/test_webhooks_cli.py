@@ -223,7 +223,7 @@ async def test_list_prints_the_cursor_of_the_next_page(cli: Cli, server: Server)
     assert first.code == 0, first.err
     assert newer.delivery_id in first.out
     assert older.delivery_id not in first.out
-    cursor = re.search(r"^Older deliveries: add --before (\d+)$", first.out, re.MULTILINE)
+    cursor = re.search(r"^Older deliveries: add --before (\d+:msg_\w+)$", first.out, re.MULTILINE)
     assert cursor, first.out
     second = cli("webhooks", "list", "--tenant", "wh-pages", "--limit", "1", "--before", cursor.group(1), "--json")
     assert second.code == 0, second.err

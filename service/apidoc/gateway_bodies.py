@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.domain.budgets import Charge
 from service.domain.schemas import AspectRatio, Resolution
 
 
@@ -54,26 +55,6 @@ class BudgetUsage(BaseModel):
     reserved_usd: str
     remaining_usd: str | None
     breakdown: list[BreakdownRow] = Field(description="Spend per endpoint, resolution and audio.")
-
-
-class Charge(BaseModel):
-    """One settled request, with everything needed to reconcile it against fal's invoice."""
-
-    request_id: str
-    endpoint_id: str
-    resolution: str
-    aspect_ratio: str
-    duration: int
-    audio: bool
-    width: int
-    height: int
-    frames: int
-    tokens: int
-    cost_micros: int
-    cost_usd: str
-    estimate_micros: int
-    size_source: str
-    settled_at: str | None
 
 
 class ChargePage(BaseModel):

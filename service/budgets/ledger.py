@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from enum import StrEnum
 from typing import cast
 
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from service import keys
 from service.budgets.media import MediaProbe
+from service.domain.budgets import Charge
 from service.domain.endpoints import find_endpoint
 from service.domain.jobs import Job, Outcome
 from service.domain.pricing import PriceTable, Quote, estimate, settle, size_for
@@ -39,27 +40,6 @@ class ProbeMode(StrEnum):
     AUTO = "auto"
     ALWAYS = "always"
     NEVER = "never"
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """One settled request in the ledger, with everything needed to reconcile it against fal's invoice."""
-
-    request_id: str
-    endpoint_id: str
-    resolution: str
-    aspect_ratio: str
-    duration: int
-    audio: bool
-    width: int
-    height: int
-    frames: int
-    tokens: int
-    cost_micros: int
-    cost_usd: str
-    estimate_micros: int
-    size_source: str
-    settled_at: str | None
 
 
 class BudgetLedger:

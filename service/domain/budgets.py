@@ -76,3 +76,24 @@ def crossed_alerts(budget: Budget, before: int, after: int) -> list[str]:
     if budget.soft_limit_micros is not None:
         thresholds.append(("soft_limit", budget.soft_limit_micros))
     return sorted(name for name, level in thresholds if before < level <= after)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One settled request in the ledger, with everything needed to reconcile it against fal's invoice."""
+
+    request_id: str
+    endpoint_id: str
+    resolution: str
+    aspect_ratio: str
+    duration: int
+    audio: bool
+    width: int
+    height: int
+    frames: int
+    tokens: int
+    cost_micros: int
+    cost_usd: str
+    estimate_micros: int
+    size_source: str
+    settled_at: str | None

@@ -30,11 +30,10 @@ class JobChannels:
     """The channels job changes are announced on: a request id goes to the channel of its shard."""
 
     names: tuple[str, ...] = (keys.job_events_channel(),)
-    sharded: bool = False  # sharded pub/sub: announced with SPUBLISH after the write, not by the write's script
 
     @classmethod
-    def of(cls, shards: int, *, sharded: bool) -> JobChannels:
-        return cls(keys.job_event_channels(shards), sharded)
+    def of(cls, shards: int) -> JobChannels:
+        return cls(keys.job_event_channels(shards))
 
     def channel(self, request_id: str) -> str:
         return self.names[keys.shard_index(request_id, len(self.names))]
@@ -59,6 +58,11 @@ class EventBus:
         self._handlers: dict[str, list[Callable[[str], None]]] = {}
         self._reset_hooks: list[Callable[[], None]] = []
         self._connected = asyncio.Event()
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the bus uses sharded pub/sub, which a script cannot publish to outside its own keys' slot."""
+        return self._sharded
 
     @property
     def connected(self) -> bool:

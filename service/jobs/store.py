@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from service import keys
 from service.domain.jobs import Job, JobState, encode_fields
 from service.domain.paging import Cursor
-from service.events import JobChannels
+from service.events import EventBus, JobChannels
 from service.lease_schedule import LeaseSchedule
 from service.paging import page_below
 from service.redis_client import load_script
@@ -24,11 +24,20 @@ log = structlog.get_logger(__name__)
 class JobStore:
     """Reads and writes job records. State only moves forward: COMPLETED is final and reached exactly once."""
 
-    def __init__(self, redis: Redis, *, retention_seconds: int, channels: JobChannels | None = None) -> None:
-        """``channels``: where changes are announced (default: the one channel, published by the write's script)."""
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        retention_seconds: int,
+        channels: JobChannels | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        """``channels``: where changes are announced (default: the one channel). The write's script publishes
+        them, unless ``bus`` uses sharded pub/sub: then the bus does, after the write."""
         self._redis = redis
         self._retention = retention_seconds
         self._channels = channels or JobChannels()
+        self._bus = bus if bus is not None and bus.sharded else None
         self._write = load_script(redis, _LUA, "job_write.lua")
         self._complete = load_script(redis, _LUA, "job_complete.lua")
         self._reveal = load_script(redis, _LUA, "job_reveal.lua")
@@ -138,13 +147,13 @@ class JobStore:
     def _script_channel(self, request_id: str) -> str:
         """The channel the write's script publishes on; none ("") with sharded pub/sub, which a script can only
         use in its own keys' slot: :meth:`_announce` publishes then, after the write."""
-        return "" if self._channels.sharded else self._channels.channel(request_id)
+        return "" if self._bus is not None else self._channels.channel(request_id)
 
     async def _announce(self, request_id: str) -> None:
-        if not self._channels.sharded:
+        if self._bus is None:
             return
         try:
-            await self._redis.spublish(self._channels.channel(request_id), request_id)
+            await self._bus.publish(self._channels.channel(request_id), request_id)
         except RedisError:  # the write stands: waiters re-read on their fallback interval (jobs/events.py)
             log.warning("job_event_not_published", request_id=request_id, exc_info=True)
 

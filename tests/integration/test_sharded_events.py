@@ -39,8 +39,8 @@ class Rig:
 async def rig(redis_client: Redis, redis_url: str) -> AsyncIterator[Rig]:
     sharded = is_cluster(redis_url)
     bus = EventBus(redis_client, sharded=sharded, reconnect_seconds=0.05)
-    channels = JobChannels.of(SHARDS, sharded=sharded)
-    store = JobStore(redis_client, retention_seconds=600, channels=channels)
+    channels = JobChannels.of(SHARDS)
+    store = JobStore(redis_client, retention_seconds=600, channels=channels, bus=bus)
     events = JobEvents(bus, channels)
     running = asyncio.create_task(bus.run())
     assert await bus.wait_connected(10)

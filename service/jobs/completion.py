@@ -48,7 +48,8 @@ class CompletionHook(Protocol):
     name: str
 
     def outbox(self, job: Job) -> str | None:
-        """What to record atomically with the transition of ``job`` (already COMPLETED here), or None for nothing."""
+        """What to record atomically with the transition of ``job`` (already COMPLETED here), or None for nothing.
+        Built before the transition is tried, so a racer that loses builds one that is never recorded."""
 
     async def dispatch(self, job: Job, payload: str) -> None:
         """Act on a recorded payload. Called after the transition, and again after a crash until it returns."""

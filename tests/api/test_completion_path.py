@@ -30,7 +30,7 @@ class RecordingHook:
     """A completion hook that records what it was asked to do; it can be told to fail its first dispatches."""
 
     name: str = "recording"
-    written: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # every payload built; a racer that loses builds one too
     dispatched: list[tuple[str, str]] = field(default_factory=list)
     fail_next: int = 0
 
@@ -76,7 +76,9 @@ class Rig:
         ids = [rid for rid, _ in self.hook.dispatched]
         assert len(set(ids)) == expected, self.hook.dispatched
         assert Counter(ids).most_common(1)[0][1] == 1, "a job's hook ran more than once"
-        assert Counter(self.hook.written) == Counter(ids), "every outbox entry written was dispatched, once"
+        # A request completed by two racers (a merged follower: its leader's completion and its own attach) has its
+        # payload built by both, but only the transition's winner writes it; each job's is dispatched once.
+        assert set(self.hook.written) == set(ids), "every job whose outbox was built had it dispatched"
         assert self.completed_metric() == expected
         for rid in ids:
             assert not await self.gateway.redis.exists(keys.job_outbox(rid)), "the outbox is cleared"

@@ -235,7 +235,9 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
         ),
         recorder=recorder,
         drain=drain,
-        uploads=build_uploads(settings, r, clients.storage, rest_url=clients.rest_url, clock=clock),
+        uploads=build_uploads(
+            settings, r, clients.storage, rest_url=clients.rest_url, holders=authenticator.holder, clock=clock
+        ),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Op = Literal["submit", "status", "result", "cancel", "job", "webhook"]
+Op = Literal["submit", "status", "result", "cancel", "job", "webhook", "upload"]
 CallOp = Literal["submit", "status", "result", "cancel"]
 Kind = Literal["http_error", "timeout", "slow", "fail", "drop", "bad_signature", "stale", "duplicate"]
 WebhookKind = Literal["drop", "bad_signature", "stale", "duplicate"]
@@ -20,6 +20,7 @@ KINDS_OF_OP: dict[Op, frozenset[Kind]] = {
     "cancel": CALL_KINDS,
     "job": frozenset({"fail"}),
     "webhook": frozenset({"drop", "bad_signature", "stale", "duplicate"}),
+    "upload": frozenset({"http_error"}),
 }
 
 DEFAULT_ERROR_BODY: dict[str, str] = {"detail": "Internal server error", "error_type": "runner_server_error"}
@@ -35,6 +36,8 @@ class FaultRule(BaseModel):
     - ``op="webhook"``: the next webhooks to fire (a rule is taken by a webhook's first attempt and applies to all of
       its attempts). ``drop``: never sent; ``bad_signature``: signed with a key the JWKS does not list; ``stale``:
       timestamped 10 minutes in the past (and signed so); ``duplicate``: the same signed request is sent twice.
+    - ``op="upload"`` (``http_error`` only): the next PUTs to an upload URL and CDN uploads are answered with
+      ``status`` and nothing is stored.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

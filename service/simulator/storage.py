@@ -86,6 +86,8 @@ async def receive_upload(
     stored = storage.files.get(file_id)
     if stored is None or stored.data is not None:
         return fal_json(NOT_FOUND, 404)
+    if (rule := sim.faults.take("upload", None)) is not None:
+        return fal_json(rule.error_body(), rule.status)
     stored.data = await request.body()
     stored.content_type = request.headers.get("content-type") or stored.content_type
     storage.received_auth.append(request.headers.get("authorization"))
@@ -109,6 +111,8 @@ async def cdn_upload(request: AnyRequest, sim: NamedDependency[SimulatorState]) 
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme != "Bearer" or token not in storage.tokens:
         return fal_json(UNAUTHORIZED, 401)
+    if (rule := sim.faults.take("upload", None)) is not None:
+        return fal_json(rule.error_body(), rule.status)
     file_id = storage.new_file(request.headers.get("content-type") or "application/octet-stream")
     storage.files[file_id].data = await request.body()
     storage.received_auth.append(request.headers.get("authorization"))

@@ -15,9 +15,9 @@ from litestar.params import FromPath, FromQuery
 
 from service.config import Settings
 from service.errors import BadRequest, Forbidden, PayloadTooLarge
+from service.storage.grants import TokenHolder
 from service.storage.service import Uploads, tenant_actor
 from service.tenants.auth import Authenticator, Principal, authenticate_request
-from service.tenants.store import TenantStore
 
 AnyRequest = Request[Any, Any, Any]
 UPLOADS_PATH = "/rest/storage/uploads"
@@ -45,8 +45,7 @@ class StorageController(Controller):
         one PUT of the file's bytes within GATEWAY_UPLOAD_GRANT_SECONDS, no key needed."""
         body = _json_object(await request.body())
         forwarded = {LIFECYCLE_HEADER: value} if (value := request.headers.get(LIFECYCLE_HEADER)) else {}
-        sandbox = principal.tenant.sandbox
-        grant_id, file_url = await uploads.initiate(principal.tenant_id, storage_type, body, forwarded, sandbox=sandbox)
+        grant_id, file_url = await uploads.initiate(principal, storage_type, body, forwarded)
         return {"upload_url": f"{public_base(request, settings)}{UPLOADS_PATH}/{grant_id}", "file_url": file_url}
 
     @post("/upload/initiate-multipart", status_code=413)
@@ -72,7 +71,8 @@ class StorageController(Controller):
         if storage_type != "fal-cdn-v3":
             raise BadRequest(f"Unsupported storage_type {storage_type!r}; tokens are for fal-cdn-v3")
         await uploads.count(principal.tenant_id)
-        token, expires_at = await uploads.grants.mint_token(principal.tenant_id, sandbox=principal.tenant.sandbox)
+        holder = TokenHolder(principal.tenant_id, principal.key_id, principal.tenant.sandbox)
+        token, expires_at = await uploads.grants.mint_token(holder)
         return {
             "token": token,
             "token_type": "Bearer",
@@ -89,13 +89,13 @@ class StorageController(Controller):
         authenticator: NamedDependency[Authenticator],
     ) -> dict[str, Any]:
         """The file's bytes for an upload URL from initiate. A key is optional (the URL is the capability); when one
-        is sent, it must be the key of the tenant that initiated the upload, still of the same world (else 403)."""
-        tenant_id, sandbox = None, None
+        is sent, it must be the key of the tenant that initiated the upload, still of the same world (else 403).
+        Without one, the key that initiated it must still be active and its tenant enabled (else 401/403)."""
+        caller = None
         if request.headers.get("authorization"):
-            principal = await authenticate_request(request, authenticator)
-            tenant_id, sandbox = principal.tenant_id, principal.tenant.sandbox
+            caller = await authenticate_request(request, authenticator)
         actor = tenant_actor(request, authenticator.trusted_proxy_hops)
-        await uploads.put(request, grant_id, tenant_id, actor, sandbox)
+        await uploads.put(request, grant_id, caller, actor)
         return {}
 
 
@@ -110,25 +110,25 @@ class CdnController(Controller):
         self,
         request: AnyRequest,
         uploads: NamedDependency[Uploads],
-        settings: NamedDependency[Settings],
-        tenants: NamedDependency[TenantStore],
+        authenticator: NamedDependency[Authenticator],
     ) -> Response[Any]:
         """The raw bytes, ``Authorization: Bearer <token>``; ``{"access_url": ...}`` out, as fal's CDN answers. A
-        token serves only while its tenant stays in the world (sandbox or real) it was issued in (else 403)."""
-        tenant_id, sandbox = await uploads.grants.token_tenant(request.headers.get("authorization"))
-        request.state.tenant_id = tenant_id
-        tenant = await tenants.get_tenant(tenant_id)
-        if tenant is None or tenant.sandbox != sandbox:
+        token serves only while the key it was minted for is active, its tenant enabled (else 401/403) and in the
+        world (sandbox or real) it was issued in (else 403)."""
+        holder = await uploads.grants.token_holder(request.headers.get("authorization"))
+        request.state.tenant_id = holder.tenant_id
+        principal = await authenticator.holder(holder.tenant_id, holder.key_id)
+        if principal.tenant.sandbox != holder.sandbox:
             raise Forbidden("This upload token was issued in the tenant's other world (sandbox or real); get a new one")
-        if sandbox:
+        if holder.sandbox:
             request.state.sandbox = True  # service/http.py marks the response
-        actor = tenant_actor(request, settings.trusted_proxy_hops)
-        payload = await uploads.cdn_upload(request, tenant_id, actor, sandbox=sandbox)
+        actor = tenant_actor(request, authenticator.trusted_proxy_hops)
+        payload = await uploads.cdn_upload(request, holder.tenant_id, actor, sandbox=holder.sandbox)
         return Response(content=payload, status_code=200, media_type="application/json")
 
     @post("/files/upload/multipart", status_code=413)
     async def multipart(self, request: AnyRequest, uploads: NamedDependency[Uploads]) -> None:
-        await uploads.grants.token_tenant(request.headers.get("authorization"))
+        await uploads.grants.token_holder(request.headers.get("authorization"))
         raise PayloadTooLarge(MULTIPART)
 
 

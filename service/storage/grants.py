@@ -33,6 +33,25 @@ class UploadGrant:
     file_url: str
     max_bytes: int
     sandbox: bool = False
+    key_id: str = ""  # the key that initiated it: a keyless PUT is served only while that key is active
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A grant taken for its one use, with what :meth:`UploadGrants.restore` needs to hand it back."""
+
+    grant_id: str
+    grant: UploadGrant
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHolder:
+    """Whose a CDN upload token is: the tenant, the key it was minted for, and its world (sandbox or real)."""
+
+    tenant_id: str
+    key_id: str
+    sandbox: bool
 
 
 class UploadGrants:
@@ -68,8 +87,17 @@ class UploadGrants:
     async def grant_upload(self, grant: UploadGrant) -> str:
         """Store ``grant`` under a fresh unguessable id (its URL's last segment) for one use within the TTL."""
         grant_id = secrets.token_urlsafe(32)
+        await self._store(grant_id, grant, self._now_ms() + self._ttl_ms)
+        return grant_id
+
+    async def restore(self, taken: Taken) -> None:
+        """Hand a taken grant back, unchanged and with its original expiry, after a use that failed for a reason
+        the client can retry past (fal unreachable or failing, the body cut off, the tenant disabled for now)."""
+        if taken.expires_ms > self._now_ms():
+            await self._store(taken.grant_id, taken.grant, taken.expires_ms)
+
+    async def _store(self, grant_id: str, grant: UploadGrant, expires_ms: int) -> None:
         key = keys.upload_grant(grant_id)
-        expires_ms = self._now_ms() + self._ttl_ms
         fields = {
             "tenant": grant.tenant_id,
             "sandbox": _world(grant.sandbox),
@@ -78,11 +106,10 @@ class UploadGrants:
         }
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=cast("dict[Any, Any]", fields))
-            pipe.pexpire(key, self._ttl_ms)
+            pipe.pexpireat(key, expires_ms)
             await pipe.execute()
-        return grant_id
 
-    async def take_upload(self, grant_id: str, tenant_id: str | None, sandbox: bool | None = None) -> UploadGrant:
+    async def take_upload(self, grant_id: str, tenant_id: str | None, sandbox: bool | None = None) -> Taken:
         """The grant behind ``grant_id``, taken for its one use (``lua/take_upload.lua``); 404 when unknown, used or
         expired, 403 when the caller authenticated as another tenant, or as a tenant of the other world (sandbox or
         real) than the grant's (the grant then stays)."""
@@ -94,38 +121,44 @@ class UploadGrants:
             await self._take(keys=[keys.upload_grant(grant_id)], args=[self._now_ms(), tenant_id or "", world]),
         )
         if int(result[0]) == 1:
-            return UploadGrant(**json.loads(result[1]))
+            return Taken(grant_id, UploadGrant(**json.loads(result[1])), int(result[2]))
         if result[1] == "forbidden":
             raise Forbidden("This upload URL belongs to another tenant, or to the other world (sandbox or real)")
         raise NotFound(GONE)
 
-    async def mint_token(self, tenant_id: str, *, sandbox: bool = False) -> tuple[str, float]:
-        """A fresh CDN upload token for the tenant and its expiry (epoch seconds); Redis keeps only its hash. A
+    async def mint_token(self, holder: TokenHolder) -> tuple[str, float]:
+        """A fresh CDN upload token for ``holder`` and its expiry (epoch seconds); Redis keeps only its hash. A
         sandbox tenant's token is marked so: its uploads go to the sandbox's files for as long as it lives."""
         token = secrets.token_urlsafe(32)
         expires_ms = self._now_ms() + self._ttl_ms
         key = keys.upload_token(token_digest(token))
+        fields = {
+            "tenant": holder.tenant_id,
+            "key": holder.key_id,
+            "sandbox": _world(holder.sandbox),
+            "expires_ms": str(expires_ms),
+        }
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"tenant": tenant_id, "sandbox": _world(sandbox), "expires_ms": str(expires_ms)})
+            pipe.hset(key, mapping=cast("dict[Any, Any]", fields))
             pipe.pexpire(key, self._ttl_ms)
             await pipe.execute()
         return token, expires_ms / 1000
 
-    async def token_tenant(self, authorization: str | None) -> tuple[str, bool]:
-        """The tenant a ``Bearer <token>`` minted by :meth:`mint_token` belongs to and whether the token is a
-        sandbox one, or 401. A token may be used for any number of uploads until it expires, like fal's."""
+    async def token_holder(self, authorization: str | None) -> TokenHolder:
+        """Whose the ``Bearer <token>`` minted by :meth:`mint_token` is, or 401. A token may be used for any number
+        of uploads until it expires, like fal's (its key and tenant are checked on every use: see the CDN route)."""
         scheme, _, token = (authorization or "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 256:
             raise Unauthorized("Missing or malformed upload token: send 'Authorization: Bearer <token>'")
         fields = cast(
             "list[str | None]",
-            await self._redis.hmget(keys.upload_token(token_digest(token)), ["tenant", "expires_ms", "sandbox"]),
+            await self._redis.hmget(keys.upload_token(token_digest(token)), ["tenant", "expires_ms", "sandbox", "key"]),
         )
-        tenant, expires_ms, world = fields
+        tenant, expires_ms, world, key_id = fields
         if tenant is None or expires_ms is None or int(expires_ms) <= self._now_ms():
             raise Unauthorized("Invalid or expired upload token")
-        return tenant, world == _world(True)
+        return TokenHolder(tenant, key_id or "", world == _world(True))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

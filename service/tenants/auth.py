@@ -123,11 +123,32 @@ class Authenticator:
         if tenant is None:
             await self.record_failure(source, "tenant_deleted")
             raise Unauthorized("Invalid API key")
+        self._refuse_disabled(tenant)
+        await self._touch(presented, now)
+        return Principal(tenant=tenant, key_id=record.key_id)
+
+    async def holder(self, tenant_id: str, key_id: str) -> Principal:
+        """The principal behind what the gateway handed out to ``key_id`` of ``tenant_id`` (an upload URL or
+        token), as it stands now: 401 once that key is revoked, expired or deleted, or the tenant deleted; 403 while
+        the tenant is disabled. So a capability never outlives the key it was issued to. One from before keys were
+        recorded (``key_id`` "") is checked for its tenant only."""
+        if key_id:
+            record = await self._key(key_id)
+            if record is None or record.tenant_id != tenant_id:
+                raise Unauthorized("The API key this was issued to no longer exists")
+            if (state := record.state(self._clock())) is not KeyState.ACTIVE:
+                self._metrics.requests_rejected.labels(reason=f"auth_key_{state.value}").inc()
+                raise Unauthorized(f"The API key this was issued to is {state.value}")
+        tenant = await self._tenant(tenant_id)
+        if tenant is None:
+            raise Unauthorized("The tenant this was issued to no longer exists")
+        self._refuse_disabled(tenant)
+        return Principal(tenant=tenant, key_id=key_id)
+
+    def _refuse_disabled(self, tenant: Tenant) -> None:
         if tenant.disabled:
             self._metrics.requests_rejected.labels(reason="tenant_disabled").inc()
             raise Forbidden("This tenant is disabled", error_type="tenant_disabled")
-        await self._touch(presented, now)
-        return Principal(tenant=tenant, key_id=record.key_id)
 
     async def _key(self, key_id: str) -> ApiKeyRecord | None:
         return await self._cached(self._keys, key_id, self._tenants.get_key)

@@ -4,7 +4,7 @@
 -- KEYS: 1 the upload grant HASH (tenant, sandbox "1" | "0", expires_ms, grant).
 -- ARGV: 1 now ms, 2 the caller's tenant id ("" when the caller sent no key: the URL alone is the capability),
 --       3 the caller's world: "1" sandbox, "0" real, "" (no key).
--- Returns {1, grant JSON} when taken, or {0, "missing" | "expired" | "forbidden"} (a forbidden grant stays).
+-- Returns {1, grant JSON, expires_ms} when taken, or {0, "missing" | "expired" | "forbidden"} (a forbidden grant stays).
 local fields = redis.call("HMGET", KEYS[1], "tenant", "expires_ms", "grant", "sandbox")
 if not fields[1] then
   return {0, "missing"}
@@ -17,4 +17,4 @@ if (ARGV[2] ~= "" and ARGV[2] ~= fields[1]) or (ARGV[3] ~= "" and ARGV[3] ~= (fi
   return {0, "forbidden"}
 end
 redis.call("DEL", KEYS[1])
-return {1, fields[3]}
+return {1, fields[3], fields[2]}

@@ -17,7 +17,7 @@ import httpx
 
 from service.domain.webhooks import Attempt, AttemptResult, classify, fal_signed_content, standard_signatures
 from service.http import SANDBOX_HEADER
-from service.netguard import HostUnresolved, UnsafeDestination
+from service.netguard import GuardedClient, HostUnresolved, UnsafeDestination
 from service.upstream.selection import USER_AGENT
 from service.webhooks.secrets import TenantSecrets
 from service.webhooks.signing import SigningKeys
@@ -33,7 +33,7 @@ class Sent:
 class WebhookSender:
     def __init__(  # noqa: PLR0913 - collaborators and bounds, all explicit
         self,
-        client: httpx.AsyncClient,
+        client: GuardedClient,  # every receiver URL is the tenant's: only through the outbound guard
         *,
         signing: SigningKeys,
         secrets: TenantSecrets,

@@ -44,8 +44,10 @@ def json_response(body: Any, status: int, request_id: str, headers: dict[str, st
 
 
 def cost_headers(job: Job) -> dict[str, str]:
-    """The estimate reserved for an accepted request (micro-USD), and how the cache answered it."""
-    headers = {"x-gateway-cost-micros": str(job.estimate_micros)} if job.estimate_micros is not None else {}
+    """The estimate reserved for an accepted request (micro-USD; a sandbox job's is 0: nothing is reserved or
+    charged), and how the cache answered it."""
+    cost = 0 if job.sandbox else job.estimate_micros
+    headers = {"x-gateway-cost-micros": str(cost)} if cost is not None else {}
     return headers | cache_headers(job)
 
 

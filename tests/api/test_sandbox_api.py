@@ -101,6 +101,7 @@ async def test_a_queue_job_completes_from_the_sandbox_and_fal_receives_nothing(
     headers = await _sandbox(gateway, budget={"limit_micros": 1, "period": "month"})
     submitted = _marked(await gateway.client.post(f"/queue/{T2V}", json=T2V_INPUT, headers=headers))
     assert submitted.status_code == 200, "a budget far below the estimate does not apply: nothing is charged"
+    assert submitted.headers["x-gateway-cost-micros"] == "0", "nothing is reserved"
     status_url, response_url = local(submitted.json()["status_url"]), local(submitted.json()["response_url"])
 
     async def completed() -> bool:
@@ -142,8 +143,10 @@ async def test_run_and_estimate_are_served_from_the_sandbox_and_marked(
     headers = await _sandbox(gateway)
     estimate = _marked(await gateway.client.post(f"/v1/estimate/{T2V}", json=T2V_INPUT, headers=headers))
     assert estimate.status_code == 200
+    assert estimate.json()["cost_micros"] > 0, "the estimate is the price a real tenant would pay"
     run = _marked(await gateway.client.post(f"/run/{T2V}", json=T2V_INPUT, headers=headers))
     assert run.status_code == 200, run.text
+    assert run.headers["x-gateway-cost-micros"] == "0"
     assert run.json()["video"]["url"].startswith(SANDBOX_MEDIA)
     assert real_upstream.requests == []
     assert (await _usage(gateway, "sb"))["spent_micros"] == 0

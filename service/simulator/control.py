@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from service.simulator.faults import FaultRule
 from service.simulator.queue import fal_json
 from service.simulator.state import SimulatorState
+from service.simulator.storage import storage_of
 
 
 @get("/config", sync_to_thread=False)
@@ -47,6 +48,7 @@ def add_fault(sim: NamedDependency[SimulatorState], data: JSONBody[dict[str, Any
 @post("/reset", status_code=200, sync_to_thread=False)
 def reset(sim: NamedDependency[SimulatorState]) -> dict[str, Any]:
     sim.reset()
+    storage_of(sim).forget_files()
     return {"status": "reset", "config": sim.config.public_view()}
 
 

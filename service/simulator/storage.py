@@ -39,6 +39,12 @@ class SimStorage:
     downloads: int = 0
     received_auth: list[str | None] = field(default_factory=list)  # Authorization of every upload (tests read it)
 
+    def forget_files(self) -> None:
+        """Drop every stored file and what the tests read; the CDN tokens stay valid, as a caller may cache one."""
+        self.files.clear()
+        self.downloads = 0
+        self.received_auth.clear()
+
     def new_file(self, content_type: str) -> str:
         file_id = secrets.token_hex(12)
         self.files[file_id] = StoredFile(content_type=content_type)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from service.domain.endpoints import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from service.simulator.app import FaultRule, SimulatorState
+from service.simulator.storage import storage_of
 from tests.support.clocks import ManualClock
 from tests.support.endpoints import I2V, I2V_INPUT, T2V, T2V_INPUT
 from tests.support.simulator import PROCESSING_SECONDS, QUEUE_SECONDS, make_state, path_of, sim_client, submit
@@ -332,6 +333,9 @@ async def test_reset_over_http_restores_the_construction_config(clock: ManualClo
         await submit(client)
         state.configure(queue_seconds=9.0, processing_seconds=1.0)
         state.add_fault(FaultRule(op="submit", kind="http_error", times=0))
+        storage = storage_of(state)
+        storage.files[storage.new_file("image/png")].data = b"png"
+        storage.tokens.add("cdn-token")
 
         reset = await client.post("/_sim/reset")
         after = await submit(client)
@@ -341,6 +345,8 @@ async def test_reset_over_http_restores_the_construction_config(clock: ManualClo
     stats = state.stats()
     assert list(stats["requests"]) == [after["request_id"]], "old jobs are gone and the fault no longer fires"
     assert stats["calls"] == {"submit": 1, "status": 0, "result": 0, "cancel": 0}
+    assert storage.files == {}, "stored files are forgotten"
+    assert storage.tokens == {"cdn-token"}, "a CDN token a caller cached stays valid"
 
 
 async def test_stats_count_calls_per_request(client: httpx.AsyncClient, clock: ManualClock) -> None:

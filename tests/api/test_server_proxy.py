@@ -95,6 +95,19 @@ async def test_the_targets_query_string_reaches_the_route(gateway: Gateway) -> N
     assert ignored.status_code == 200, "the proxy URL's own query string is not the target's"
 
 
+async def test_a_targets_fragment_is_dropped(gateway: Gateway) -> None:
+    auth = await gateway.auth()
+    submitted = await gateway.client.post(PROXY, json=T2V_INPUT, headers=_via(f"{QUEUE}/{T2V}#part", auth))
+    assert submitted.status_code == 200, submitted.text
+    rid = submitted.json()["request_id"]
+    status = await gateway.client.get(
+        PROXY, headers=_via(f"{QUEUE}/fal-ai/bytedance/requests/{rid}/status?logs=1#logs", auth)
+    )
+    assert status.status_code in {200, 202}, status.text
+    assert status.json()["request_id"] == rid
+    assert status.json()["logs"] is not None, "the query before the fragment still reached the route"
+
+
 async def test_body_limits_of_the_mapped_route_still_apply(gateway: Gateway) -> None:
     auth = await gateway.auth()
     small = {"prompt": "x" * (gateway.settings.max_body_bytes + 10)}
@@ -143,7 +156,7 @@ async def test_a_target_given_twice_is_refused(gateway: Gateway) -> None:
     assert (response.status_code, response.json()) == (400, "Invalid request")
 
 
-@pytest.mark.parametrize("method", ["DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["DELETE", "PATCH", "HEAD"])
 async def test_other_methods_get_405(gateway: Gateway, method: str) -> None:
     response = await gateway.client.request(method, PROXY, headers=_via(f"{QUEUE}/{T2V}", await gateway.auth()))
     assert response.status_code == 405

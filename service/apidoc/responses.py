@@ -38,8 +38,15 @@ HEADERS: dict[str, Schema] = {
         "description": "Whole seconds to wait before retrying (the gateway's own limits and open circuits).",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
+    "X-Fal-Request-Timeout-Type": {
+        "description": "`user` on a 504 that must not be re-sent (fal's clients then do not retry): a submit fal may "
+        "have accepted (`upstream_submit_unknown`), a /run past the run timeout whose job goes on "
+        "(`request_timeout`), or fal's own start-timeout expiry.",
+        "schema": {"type": "string", "enum": ["user"]},
+    },
     "x-gateway-cost-micros": {
-        "description": "The amount the request reserved, in micro-USD (0 for cache hits and merged requests).",
+        "description": "The amount the request reserved, in micro-USD (0 for cache hits, merged requests and "
+        "sandbox tenants).",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
     "x-gateway-cache": {
@@ -98,11 +105,18 @@ ERRORS: dict[int, tuple[str | list[str], str]] = {
         "RequestError",
         "`state_store_unavailable` (Redis), `upstream_unavailable`, `upstream_circuit_open` (with `Retry-After`).",
     ),
-    504: ("RequestError", "`request_timeout` (the run timeout; the job goes on), `upstream_timeout`."),
+    504: (
+        "RequestError",
+        (
+            "`request_timeout` (the run timeout; the job goes on), `upstream_submit_unknown` (fal may have the "
+            "request; not retried), `upstream_timeout`."
+        ),
+    ),
 }
 # Failed requests: the result (and /run) answers the status and body the request failed with (fal's two shapes).
 FAILED_REQUEST = ["HTTPValidationError", "RequestError"]
 RETRY_AFTER = frozenset({429, 503})
+NOT_RETRIED = frozenset({504})
 
 
 def header_components() -> dict[str, Schema]:
@@ -131,6 +145,8 @@ def errors(statuses: Iterable[int], *, failed: Iterable[int] = ()) -> dict[str, 
         extra = [] if status == 422 else list(ERROR_HEADERS)
         if status in RETRY_AFTER:
             extra.append("Retry-After")
+        if status in NOT_RETRIED:
+            extra.append("X-Fal-Request-Timeout-Type")
         out[str(status)] = json_response(description, schema, *extra)
     return out
 

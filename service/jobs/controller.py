@@ -26,7 +26,7 @@ from service.jobs.api import Call, JobApi
 from service.jobs.handover import shutting_down
 from service.jobs.idempotency import checked_key
 from service.jobs.queries import JobQueries
-from service.jobs.responses import cache_headers, cost_headers, json_response, result_response
+from service.jobs.responses import NOT_RETRIED, cache_headers, cost_headers, json_response, result_response
 from service.jobs.submit import SubmitRequest
 from service.outbound import webhook_policy
 from service.tenants.auth import Principal
@@ -129,7 +129,7 @@ class RunController(Controller):
             raise GatewayTimeout(
                 "The request did not complete within the gateway's run timeout; it is still "
                 "tracked and its result can be fetched from the queue API",
-                headers={"x-fal-request-id": job.request_id},
+                headers={"x-fal-request-id": job.request_id, **NOT_RETRIED},
             )
         answer = result_response(final)
         return json_response(answer.body, answer.status_code, job.request_id, {**answer.headers, **cost_headers(job)})

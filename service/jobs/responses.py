@@ -11,6 +11,9 @@ from service.domain.jobs import Job, Outcome
 from service.errors import BadRequest
 
 _CACHE_HEADER = {"hit": "hit", "follower": "merged", "leader": "miss", "bypass": "bypass"}
+# On a 504 whose re-send would start a second, separately paid job (a submit fal may have accepted, a /run still
+# running): both official clients never re-send a 504 with a timeout type (docs/protocol.md §6.5).
+NOT_RETRIED = {"X-Fal-Request-Timeout-Type": "user"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from service.jobs.fal_webhooks import fal_webhooks_on, receiver_url
 from service.jobs.followers import Followers
 from service.jobs.idempotency import Duplicate, IdempotencyKeys
 from service.jobs.recording import Accepted, AcceptedNotRecorded, UpstreamRecorder
+from service.jobs.responses import NOT_RETRIED
 from service.jobs.store import DueSchedule, JobStore
 from service.metrics import Metrics
 from service.tenants.admission import Admission, Reservation
@@ -224,7 +225,7 @@ class SubmitPipeline:
         accepted by fal: it is reported as unknown, and nothing is retried."""
         error: UpstreamError = exc
         if isinstance(exc, UpstreamTimeout):
-            error = UpstreamTimeout(SUBMIT_UNKNOWN, error_type="upstream_submit_unknown")
+            error = UpstreamTimeout(SUBMIT_UNKNOWN, error_type="upstream_submit_unknown", headers=NOT_RETRIED)
         log.warning(
             "job_submit_failed",
             error_type=error.error_type,

@@ -45,6 +45,7 @@ async def test_submit_timeout_is_reported_and_never_retried(gateway: Gateway) ->
     response = await gateway.submit()
     assert response.status_code == 504
     assert response.json()["error_type"] == "upstream_submit_unknown"
+    assert response.headers["x-fal-request-timeout-type"] == "user", "so that fal's clients do not re-send it"
     assert gateway.sim.stats()["calls"]["submit"] == 1
 
 

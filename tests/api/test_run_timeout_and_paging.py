@@ -26,6 +26,7 @@ async def test_a_run_past_its_timeout_is_a_504_and_the_job_stays_tracked(gateway
         "error_type": "request_timeout",
     }
     assert response.headers["x-fal-error-type"] == "request_timeout"
+    assert response.headers["x-fal-request-timeout-type"] == "user", "the job goes on: a re-send would pay twice"
     request_id = response.headers["x-fal-request-id"]
     status = await gateway.client.get(
         f"/queue/fal-ai/bytedance/requests/{request_id}/status", headers=await gateway.auth()

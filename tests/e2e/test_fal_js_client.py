@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.e2e import Processes, running, tls_processes
@@ -22,6 +23,8 @@ JS = Path(__file__).resolve().parent / "js"
 MIN_NODE = 18
 T2V = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
 SETUPS = ("middleware", "proxy")
+SUBMIT_TIMEOUT = 3.0  # the gateway's, short enough to be reached by a slowed simulator
+RUN_TIMEOUT = 4.0
 
 
 def _node() -> str | None:
@@ -43,6 +46,8 @@ def processes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Itera
     """The rig of tests/e2e/conftest.py, with the simulator as fal's storage API too (uploads)."""
     procs = tls_processes(tmp_path_factory.mktemp("e2e-js"), redis_url)
     procs.extra_env["GATEWAY_UPSTREAM_REST_URL"] = procs.sim_url
+    procs.extra_env["GATEWAY_UPSTREAM_SUBMIT_TIMEOUT_SECONDS"] = str(SUBMIT_TIMEOUT)
+    procs.extra_env["GATEWAY_RUN_TIMEOUT_SECONDS"] = str(RUN_TIMEOUT)
     with running(procs, lambda: flush(redis_url)) as started:
         yield started
 
@@ -125,3 +130,39 @@ def test_an_uploaded_image_is_used_as_image_url(processes: Processes, node: str,
     assert any(f["image_url"] == seen["url"] for f in forwarded), "the uploaded file's URL went to the model"
     initiate = [c for c in seen["sent"] if "/storage/upload/initiate" in (c["target"] or c["url"])]
     assert initiate, seen["sent"]
+
+
+def _submits(processes: Processes) -> int:
+    return int(processes.sim_stats()["calls"]["submit"])
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_a_submit_fal_may_have_accepted_is_not_re_sent(processes: Processes, node: str, setup: str) -> None:
+    """The JS client re-sends a submit answered 504 (up to 3 times) unless the answer says the timeout was a
+    deadline: the gateway says so, as a re-send would be a second, separately paid job."""
+    before = _submits(processes)
+    processes.sim_fault(op="submit", kind="timeout", delay_seconds=SUBMIT_TIMEOUT + 2, times=4)
+    try:
+        seen = _js(processes, node, setup, "submit_unknown", processes.new_key(f"js-unknown-{setup}"))
+        submitted = _submits(processes) - before
+    finally:
+        httpx.post(f"{processes.sim_url}/_sim/reset", timeout=5)  # drops the faults not taken
+    assert (seen["status"], seen["body"]["error_type"], seen["timeoutType"]) == (504, "upstream_submit_unknown", "user")
+    submits = [c for c in seen["sent"] if c["method"] == "POST"]
+    assert len(submits) == 1, submits
+    assert submitted == 1, "fal saw one submit"
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_a_run_past_the_gateways_run_timeout_is_not_re_sent(processes: Processes, node: str, setup: str) -> None:
+    before = _submits(processes)
+    configured = httpx.post(f"{processes.sim_url}/_sim/config", json={"processing_seconds": RUN_TIMEOUT + 3}, timeout=5)
+    assert configured.status_code == 200, configured.text
+    try:
+        seen = _js(processes, node, setup, "run_timeout", processes.new_key(f"js-run-timeout-{setup}"))
+        submitted = _submits(processes) - before
+    finally:
+        httpx.post(f"{processes.sim_url}/_sim/reset", timeout=5)
+    assert (seen["status"], seen["body"]["error_type"], seen["timeoutType"]) == (504, "request_timeout", "user")
+    assert len([c for c in seen["sent"] if c["method"] == "POST"]) == 1
+    assert submitted == 1, "fal saw one job"

@@ -83,6 +83,16 @@ const scenarios = {
     throw new Error("the invalid request was accepted");
   },
 
+  // A submit the gateway cannot say was accepted or not (504 upstream_submit_unknown), and a /run that outlived the
+  // gateway's run timeout (504 request_timeout): a re-send would be a second, separately paid job.
+  async submit_unknown() {
+    return apiError(() => fal.queue.submit(T2V, { input: { prompt: "a fox", seed: 21 } }));
+  },
+
+  async run_timeout() {
+    return apiError(() => fal.run(T2V, { input: { prompt: "a slow fox", seed: 22 } }));
+  },
+
   async upload() {
     const url = await fal.storage.upload(new Blob([PNG], { type: "image/png" }));
     const result = await fal.subscribe(I2V, {
@@ -92,6 +102,16 @@ const scenarios = {
     return { url, result: result.data };
   },
 };
+
+async function apiError(call) {
+  try {
+    await call();
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    return { status: error.status, body: error.body, timeoutType: error.timeoutType ?? null };
+  }
+  throw new Error("the call succeeded");
+}
 
 const run = scenarios[scenario];
 if (run === undefined) throw new Error(`unknown scenario ${scenario}`);

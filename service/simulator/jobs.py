@@ -34,6 +34,7 @@ class Failure:
     body: Any
     error: str
     error_type: str
+    timeout_type: str | None = None  # X-Fal-Request-Timeout-Type of the result: "user" for a start timeout
 
 
 CANCELLED = Failure(
@@ -43,6 +44,17 @@ CANCELLED = Failure(
     body={"detail": "Request was cancelled", "error_type": "client_cancelled"},
     error="Request was cancelled",
     error_type="client_cancelled",
+)
+
+
+START_TIMED_OUT = Failure(
+    # A job still queued when the submit's X-Fal-Request-Timeout ran out (docs/protocol.md §10); the body and
+    # error_type are [UNCERTAIN]: fal documents the 504 and its X-Fal-Request-Timeout-Type header only.
+    status=504,
+    body={"detail": "Request timed out", "error_type": "request_timeout"},
+    error="Request timed out",
+    error_type="request_timeout",
+    timeout_type="user",
 )
 
 

@@ -12,6 +12,7 @@ from litestar import Request, Response
 from litestar.enums import MediaType
 
 from service.domain.endpoints import find_endpoint
+from service.domain.fal_headers import START_TIMEOUT_HEADER, TIMEOUT_TYPE_HEADER, InvalidStartTimeout, start_timeout
 from service.simulator.faults import CallOp
 from service.simulator.jobs import Failure, Job, Phase, Success, output_body
 from service.simulator.state import SimulatorState
@@ -32,9 +33,11 @@ _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 AnyRequest = Request[Any, Any, Any]
 
 
-def fal_json(body: Any, status: int, request_id: str | None = None) -> Response[Any]:
+def fal_json(
+    body: Any, status: int, request_id: str | None = None, extra: dict[str, str] | None = None
+) -> Response[Any]:
     """A JSON response with the headers fal's clients read: the request id, and the error type on request errors."""
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(extra or {})
     if request_id is not None:
         headers[REQUEST_ID_HEADER] = request_id
     if status >= 400 and isinstance(body, dict) and isinstance(body.get("error_type"), str):
@@ -48,16 +51,22 @@ async def submit(sim: SimulatorState, request: AnyRequest, endpoint_id: str) -> 
     raw = await request.body()
     base = _base_url(request)
     webhook_url = request.query_params.get("fal_webhook")
+    try:
+        deadline, bad_deadline = start_timeout(request.headers.get(START_TIMEOUT_HEADER)), None
+    except InvalidStartTimeout as exc:
+        deadline, bad_deadline = None, str(exc)
 
     def act() -> Response[Any]:
         if endpoint is None:
             return fal_json(APP_NOT_FOUND, 404)
+        if bad_deadline is not None:  # [UNCERTAIN] fal's table names bad_request for an invalid timeout header
+            return fal_json({"detail": bad_deadline, "error_type": "bad_request"}, 400)
         problem = None if webhook_url is None else url_problem(webhook_url)
         if problem is not None:
             # [UNCERTAIN] fal's answer to a bad webhook URL was never captured; FastAPI's 422 for a query parameter.
             error = {"type": "url_parsing", "loc": ["query", "fal_webhook"], "msg": problem, "input": webhook_url}
             return fal_json({"detail": [error]}, 422)
-        job = sim.submit(endpoint, raw, webhook_url=webhook_url, base_url=base)
+        job = sim.submit(endpoint, raw, webhook_url=webhook_url, base_url=base, start_timeout=deadline)
         # Always IN_QUEUE, even with queue_seconds=0: that is what the docs promise a submit returns.
         body: dict[str, Any] = {
             "status": Phase.IN_QUEUE.value,
@@ -100,7 +109,8 @@ async def result(sim: SimulatorState, request: AnyRequest, app: str, request_id:
         if outcome is None:
             return fal_json(NOT_READY, 400, job.id)
         if isinstance(outcome, Failure):
-            return fal_json(outcome.body, outcome.status, job.id)
+            extra = {TIMEOUT_TYPE_HEADER: outcome.timeout_type} if outcome.timeout_type else None
+            return fal_json(outcome.body, outcome.status, job.id, extra)
         return fal_json(output_body(job, outcome, base), 200, job.id)
 
     return await _guarded(sim, request, "result", _target(job), act)

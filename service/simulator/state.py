@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from service.domain.endpoints import Endpoint
 from service.domain.schemas import InvalidInputError, TextToVideoInput, parse_input
 from service.simulator.faults import CallOp, FaultBook, FaultRule
-from service.simulator.jobs import Failure, Job, Phase, Success
+from service.simulator.jobs import START_TIMED_OUT, Failure, Job, Phase, Success
 from service.simulator.media import media_name
 from service.simulator.webhooks import Sender, WebhookOutbox, key_from_seed, public_jwk
 
@@ -176,24 +176,36 @@ class SimulatorState:
                 logger.exception("simulator_webhook_round_failed")
             await asyncio.sleep(interval)
 
-    def submit(self, endpoint: Endpoint, raw: bytes, *, webhook_url: str | None = None, base_url: str = "") -> Job:
+    def submit(
+        self,
+        endpoint: Endpoint,
+        raw: bytes,
+        *,
+        webhook_url: str | None = None,
+        base_url: str = "",
+        start_timeout: float | None = None,
+    ) -> Job:
         """Accept a job without judging its body, as fal's queue does: a bad body fails later, at run time.
 
         With ``webhook_url``, fal's webhook is sent there once the job completes; ``base_url`` (the submit's own)
-        is the base of the output URLs it carries when no ``media_base_url`` is configured.
+        is the base of the output URLs it carries when no ``media_base_url`` is configured. ``start_timeout``
+        (X-Fal-Request-Timeout) ends a job that would still be queued by then with a 504 start timeout.
         """
         config = self.config
-        processing_seconds, log_lines = config.processing_seconds, config.log_lines
-        try:
-            data = parse_input(endpoint, raw)
-        except InvalidInputError as exc:
-            outcome: Success | Failure = Failure(
-                422, {"detail": exc.detail}, "Invalid status code: 422", "validation_error"
-            )
-            # The runner rejects the body before generating anything: no processing time, no progress logs.
-            processing_seconds, log_lines = 0.0, 0
+        queue_seconds, processing_seconds, log_lines = config.queue_seconds, config.processing_seconds, config.log_lines
+        outcome: Success | Failure
+        if start_timeout is not None and queue_seconds > start_timeout:
+            # It never reaches a runner: no processing, no logs, and no job fault is taken for it.
+            outcome, queue_seconds, processing_seconds, log_lines = START_TIMED_OUT, start_timeout, 0.0, 0
         else:
-            outcome = self._run(endpoint, data)
+            try:
+                data = parse_input(endpoint, raw)
+            except InvalidInputError as exc:
+                outcome = Failure(422, {"detail": exc.detail}, "Invalid status code: 422", "validation_error")
+                # The runner rejects the body before generating anything: no processing time, no progress logs.
+                processing_seconds, log_lines = 0.0, 0
+            else:
+                outcome = self._run(endpoint, data)
         job = Job(
             id=str(uuid.uuid4()),
             seq=next(self._seq),
@@ -201,7 +213,7 @@ class SimulatorState:
             raw_input=_decode(raw),
             outcome=outcome,
             submitted_at=self.clock(),
-            queue_seconds=config.queue_seconds,
+            queue_seconds=queue_seconds,
             processing_seconds=processing_seconds,
             log_lines=log_lines,
             media_base_url=config.media_base_url,

@@ -17,6 +17,7 @@ from litestar.response.sse import ServerSentEventMessage
 from service.cache.service import directive_of
 from service.config import Settings
 from service.domain.endpoints import RequestPath, app_of, parse_request_path
+from service.domain.fal_headers import START_TIMEOUT_HEADER
 from service.domain.jobs import Job, JobMode, JobUrls, job_urls, status_payload, submit_payload
 from service.domain.urls import PUBLIC_ONLY
 from service.drain import Drain
@@ -189,6 +190,7 @@ async def _submit_request(
         webhook_url=webhook,
         webhook_policy=webhook_policy(settings),
     )
+    intake.check_start_timeout(request.headers.get(START_TIMEOUT_HEADER), metrics)
     intake.check_policy(principal, endpoint, data, metrics)
     if webhook is None and mode is JobMode.QUEUE:
         webhook = intake.default_webhook(principal, webhook_policy(settings), metrics)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from service.config import Settings
 from service.domain.endpoints import Endpoint, EndpointKind, find_endpoint
+from service.domain.fal_headers import InvalidStartTimeout, start_timeout
 from service.domain.policy import check_request
 from service.domain.schemas import InvalidInputError, TextToVideoInput, parse_input
 from service.domain.urls import OutboundPolicy, url_problem
-from service.errors import InvalidRequest, NotFound, PayloadTooLarge, PolicyDenied
+from service.errors import BadRequest, InvalidRequest, NotFound, PayloadTooLarge, PolicyDenied
 from service.metrics import Metrics
 from service.tenants.auth import Principal
 
@@ -55,6 +56,15 @@ def validated(
                 [{"type": "url_rejected", "loc": ["query", "fal_webhook"], "msg": problem, "input": webhook_url}]
             )
     return data
+
+
+def check_start_timeout(value: str | None, metrics: Metrics) -> None:
+    """fal's 400 for an ``X-Fal-Request-Timeout`` that is not a number of seconds above its minimum (§10)."""
+    try:
+        start_timeout(value)
+    except InvalidStartTimeout as exc:
+        metrics.requests_rejected.labels(reason="invalid_header").inc()
+        raise BadRequest(str(exc)) from None
 
 
 def check_policy(principal: Principal, endpoint: Endpoint, data: TextToVideoInput, metrics: Metrics) -> None:

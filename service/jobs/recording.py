@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from service.background import Survivor
 from service.domain.jobs import JobState
 from service.errors import GatewayError
-from service.jobs.store import JobStore
+from service.jobs.store import JobStore, Rider
 from service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -54,15 +54,16 @@ class UpstreamRecorder:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def record(self, accepted: Accepted, *, within: float) -> bool | None:
+    async def record(self, accepted: Accepted, *, within: float, rider: Rider | None = None) -> bool | None:
         """Write the upstream id, retrying through Redis failures for up to ``within`` seconds. True when written,
         False when the job was already completed meanwhile (a cancel, a lost-record failure), None when Redis is
-        still unavailable: then the id is kept and written in the background."""
+        still unavailable: then the id is kept and written in the background (without ``rider``, whose commands go
+        with each attempt made here, in its round trip)."""
         deadline = self._clock() + within
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
-                return await self._write(accepted)
+                return await self._write(accepted, rider)
             except RedisError:
                 if self._clock() + delay > deadline:
                     break
@@ -110,9 +111,10 @@ class UpstreamRecorder:
         log.info("job_record_recovered", request_id=request_id, by="tracker")
         return True
 
-    async def _write(self, accepted: Accepted) -> bool:
+    async def _write(self, accepted: Accepted, rider: Rider | None = None) -> bool:
         return await self._store.update(
             accepted.request_id,
+            rider=rider,
             state=JobState.IN_QUEUE,
             upstream_id=accepted.upstream_id,
             queue_position=accepted.queue_position,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from service import keys
 from service.domain.jobs import Job, JobState, encode_fields
@@ -19,6 +19,17 @@ from service.redis_client import load_script
 
 _LUA = "service.jobs"
 log = structlog.get_logger(__name__)
+
+
+class Rider(Protocol):
+    """Commands that ride along with a write in its round trip, run after it (``JobStore.update(rider=...)``). They
+    may run again with the write (a Redis that lost the script), so each must be idempotent."""
+
+    def queue(self, pipe: Pipeline) -> None:
+        """Queue the commands on ``pipe``, after the write."""
+
+    def replies(self, replies: list[Any]) -> None:
+        """Their replies, in order; a failed command's is its exception (the write stands either way)."""
 
 
 class JobStore:
@@ -92,9 +103,10 @@ class JobStore:
         raw = cast("dict[str, str]", reply)
         return Job.from_fields(raw) if raw else None
 
-    async def update(self, request_id: str, **values: Any) -> bool:
-        """Apply ``values`` unless the job is already COMPLETED. Returns whether it was applied."""
-        return await self._write_fields(request_id, 0, values)
+    async def update(self, request_id: str, *, rider: Rider | None = None, **values: Any) -> bool:
+        """Apply ``values`` unless the job is already COMPLETED. Returns whether it was applied. ``rider``: commands
+        sent in the same round trip, after the write (whatever it returned)."""
+        return await self._write_fields(request_id, 0, values, rider)
 
     async def complete(
         self,
@@ -132,17 +144,39 @@ class JobStore:
     async def clear_outbox(self, request_id: str, name: str) -> None:
         await self._redis.hdel(keys.job_outbox(request_id), name)
 
-    async def _write_fields(self, request_id: str, expire_seconds: int, values: dict[str, Any]) -> bool:
+    async def _write_fields(
+        self, request_id: str, expire_seconds: int, values: dict[str, Any], rider: Rider | None = None
+    ) -> bool:
         args: list[str | int] = [
             self._script_channel(request_id),
             request_id,
             expire_seconds,
             *_flatten(encode_fields(values)),
         ]
-        written = int(await self._write(keys=[keys.job(request_id)], args=args)) == 1
+        if rider is None:
+            written = int(await self._write(keys=[keys.job(request_id)], args=args)) == 1
+        else:
+            written = await self._write_with(keys.job(request_id), args, rider)
         if written:
             await self._announce(request_id)
         return written
+
+    async def _write_with(self, key: str, args: list[str | int], rider: Rider) -> bool:
+        """The write as a bare EVALSHA followed by the rider's commands, in one pipeline (the reason and the raw
+        command as in ``Admission.confirm_in``). A Redis that lost the script answers NOSCRIPT: the script is loaded
+        and the pipeline run again. An error of the write itself is raised; the rider's are its own to judge."""
+        for attempt in (1, 2):
+            async with self.pipeline() as pipe:
+                pipe.execute_command("EVALSHA", self._write.sha, 1, key, *args)
+                rider.queue(pipe)
+                replies = await pipe.execute(raise_on_error=False)
+            if attempt == 2 or not isinstance(replies[0], NoScriptError):
+                break
+            await self._redis.script_load(self._write.script)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        rider.replies(replies[1:])
+        return int(replies[0]) == 1
 
     def _script_channel(self, request_id: str) -> str:
         """The channel the write's script publishes on; none ("") with sharded pub/sub, which a script can only
@@ -163,6 +197,25 @@ class DueSchedule(LeaseSchedule):
 
     def __init__(self, redis: Redis, *, shards: int = 1) -> None:
         super().__init__(redis, keys.tracker_due_shards(shards), shards_of=keys.tracker_due_shards)
+
+
+class ScheduleAndRead:
+    """A :class:`Rider`: schedule the job's next poll (``failed`` if that failed) and read its record back
+    (``current``: None if it is gone or the read failed)."""
+
+    def __init__(self, store: JobStore, due: DueSchedule, request_id: str, at_ms: int) -> None:
+        self._store, self._due, self._request_id, self._at_ms = store, due, request_id, at_ms
+        self.current: Job | None = None
+        self.failed = False
+
+    def queue(self, pipe: Pipeline) -> None:
+        self._due.schedule_in(pipe, self._request_id, self._at_ms)
+        self._store.get_in(pipe, self._request_id)
+
+    def replies(self, replies: list[Any]) -> None:
+        scheduled, record = replies
+        self.failed = isinstance(scheduled, Exception)
+        self.current = None if isinstance(record, Exception) else self._store.job_of(record)
 
 
 def _flatten(mapping: dict[str, str]) -> list[str]:

@@ -31,7 +31,7 @@ from service.jobs.followers import Followers
 from service.jobs.idempotency import Duplicate, IdempotencyKeys
 from service.jobs.recording import Accepted, AcceptedNotRecorded, UpstreamRecorder
 from service.jobs.responses import NOT_RETRIED
-from service.jobs.store import DueSchedule, JobStore
+from service.jobs.store import DueSchedule, JobStore, ScheduleAndRead
 from service.metrics import Metrics
 from service.tenants.admission import Admission, Reservation
 from service.tenants.auth import Principal
@@ -239,20 +239,25 @@ class SubmitPipeline:
         return error
 
     async def _submitted(self, job: Job, endpoint: Endpoint, upstream_id: str, position: int | None) -> None:
-        """fal accepted the job: record its id (retried through a Redis outage, never dropped), then schedule its
-        first poll. Once the record is written nothing here may fail the request: a later step that cannot reach
-        Redis is left to the tracker, which finds the job through its existing schedule entry."""
+        """fal accepted the job: record its id (retried through a Redis outage, never dropped) and, in the same
+        round trip, schedule its first poll and read the record back. Once the record is written nothing here may
+        fail the request: a later step that cannot reach Redis is left to the tracker, which finds the job through
+        its existing schedule entry."""
         job.state, job.upstream_id, job.queue_position = JobState.IN_QUEUE, upstream_id, position
         submitted = self._metrics.sandbox_jobs_submitted if job.sandbox else self._metrics.jobs_submitted
         submitted.labels(endpoint=endpoint.id, mode=job.mode.value).inc()
         accepted = Accepted(job.request_id, upstream_id, position, time.monotonic())
-        written = await self._recorder.record(accepted, within=self._s.upstream_submit_timeout_seconds)
+        first_poll = self._s.fal_webhook_poll_seconds if job.upstream_webhook else self._s.tracker_poll_initial_seconds
+        # The first poll's schedule entry and the record read back ride in the id write's round trip.
+        poll = ScheduleAndRead(self._store, self._due, job.request_id, self._ms(self._clock() + first_poll))
+        written = await self._recorder.record(accepted, within=self._s.upstream_submit_timeout_seconds, rider=poll)
         if written is None:
             raise AcceptedNotRecorded(job.request_id)
         log.info("job_submitted", endpoint=endpoint.id, mode=job.mode.value, tenant_id=job.tenant_id)
-        first_poll = self._s.fal_webhook_poll_seconds if job.upstream_webhook else self._s.tracker_poll_initial_seconds
+        if poll.failed:
+            log.warning("job_first_poll_not_scheduled", note="the tracker finds it at its submit deadline")
         try:
-            current = await self._first_poll(job.request_id, self._ms(self._clock() + first_poll), read=written)
+            current = poll.current if written else None
             if current is not None and current.cancel_requested:  # cancelled while the submit was in flight
                 await upstream_for(job.sandbox, self._fal, self._sandbox_fal).cancel(endpoint, upstream_id)
                 await self._due.schedule(job.request_id, self._ms(self._clock()))
@@ -282,15 +287,6 @@ class SubmitPipeline:
                 else:
                     return
             await self._admission.load_scripts()
-
-    async def _first_poll(self, request_id: str, at_ms: int, *, read: bool) -> Job | None:
-        """Schedule the first poll and (``read``) read the record back, in one round trip."""
-        async with self._store.pipeline() as pipe:
-            self._due.schedule_in(pipe, request_id, at_ms)
-            if read:
-                self._store.get_in(pipe, request_id)
-            replies = await pipe.execute()
-        return self._store.job_of(replies[1]) if read else None
 
     @staticmethod
     def _ms(seconds: float) -> int:

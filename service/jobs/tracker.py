@@ -153,7 +153,7 @@ class JobTracker:
     async def _progress(self, job: Job, status: UpstreamStatus) -> None:
         state = JobState(status.status)
         polls = 0 if state is not job.state else job.polls + 1
-        values: dict[str, object] = {"state": state, "polls": polls, "queue_position": status.queue_position}
+        values: dict[str, Any] = {"state": state, "polls": polls, "queue_position": status.queue_position}
         if status.logs:
             values["logs"] = status.logs
         if state is JobState.IN_PROGRESS and job.started_at is None:

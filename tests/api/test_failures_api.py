@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -181,3 +181,30 @@ async def test_recording_an_accepted_submit_survives_a_brief_redis_failure(
     final = await gateway.wait_status(submitted.json()["status_url"])
     assert "error" not in final
     assert gateway.sim.stats()["calls"]["submit"] == 1
+
+
+async def test_a_cancel_that_arrives_while_the_submit_is_in_flight_is_sent_to_fal_once_it_has_an_id(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submitter reads the record back in the round trip that writes fal's id, and acts on the flag it finds."""
+    from service import keys  # noqa: PLC0415
+    from service.upstream.fal import FalClient, Submitted  # noqa: PLC0415
+
+    gateway.sim.configure(processing_seconds=30)
+    headers = await gateway.auth()
+    original = FalClient.submit
+    cancels: list[int] = []
+
+    async def submit_then_cancelled(self: FalClient, *args: Any, **kwargs: Any) -> Submitted:
+        submitted = await original(self, *args, **kwargs)
+        (rid,) = cast("list[str]", await gateway.redis.zrange(keys.tenant_requests("acme"), 0, -1))
+        answer = await gateway.client.put(f"/queue/fal-ai/bytedance/requests/{rid}/cancel", headers=headers)
+        cancels.append(answer.status_code)
+        return submitted
+
+    monkeypatch.setattr(FalClient, "submit", submit_then_cancelled)
+    submitted = await gateway.submit()
+    assert (submitted.status_code, cancels) == (200, [202])
+    assert gateway.sim.stats()["calls"]["cancel"] == 1, "sent by the submitter, which saw the flag"
+    final = await gateway.wait_status(submitted.json()["status_url"])
+    assert final["error_type"] == "client_cancelled"

@@ -31,10 +31,7 @@ class Settings(BaseSettings):
         default=False, description="GATEWAY_REDIS_URL is a seed node of a Redis Cluster (no database number)."
     )
     redis_shards: int | None = Field(
-        default=None,
-        ge=1,
-        le=256,
-        description="Shards of the due schedules and job events; default 8 on a cluster, else 1.",
+        default=None, ge=1, le=256, description="Shards of due schedules and job events (8 on a cluster, else 1)."
     )
     redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_max_connections: int = Field(default=200, ge=2, description="Pool size; callers wait for a free one.")
@@ -200,7 +197,7 @@ class Settings(BaseSettings):
     ledger_retention_seconds: int = Field(
         default=400 * 24 * 3600,
         ge=0,
-        description="How long budget periods, ledgers and breakdowns are kept after their last charge.",
+        description="How long budget periods, ledgers and breakdowns are kept after the period ends (0: keep).",
     )
     budget_reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     settle_probe: str = Field(
@@ -276,6 +273,8 @@ class Settings(BaseSettings):
         if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
             # A delivery still being sent must not be claimed again by another replica.
             raise ValueError("GATEWAY_WEBHOOK_LEASE_SECONDS must be longer than GATEWAY_WEBHOOK_TIMEOUT_SECONDS")
+        if 0 < self.ledger_retention_seconds < self.job_retention_seconds:  # a period outlives the jobs booked to it
+            raise ValueError("GATEWAY_LEDGER_RETENTION_SECONDS must be 0 or at least GATEWAY_JOB_RETENTION_SECONDS")
         return self
 
     @property

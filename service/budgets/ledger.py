@@ -21,10 +21,10 @@ from redis.asyncio import Redis
 
 from service import keys
 from service.budgets.media import MediaProbe
-from service.domain.budgets import Charge
+from service.domain.budgets import Charge, period_end
 from service.domain.endpoints import find_endpoint
 from service.domain.jobs import Job, Outcome
-from service.domain.pricing import PriceTable, Quote, estimate, settle, size_for
+from service.domain.pricing import PriceTable, Quote, estimate, settle, size_for, usd
 from service.domain.schemas import AspectRatio, TextToVideoInput, validate_input
 from service.domain.tenants import iso
 from service.metrics import Metrics
@@ -82,12 +82,18 @@ class BudgetLedger:
             await self.release(job.tenant_id, job.request_id)
 
     async def settle(self, job: Job) -> bool:
-        period = await self._reservation_period(job.tenant_id, job.request_id)
-        if period is None:
+        reservation = await self._reservation(job.tenant_id, job.request_id)
+        if reservation is None:
             return False
+        reserved, period = reservation
         data = _input_of(job)
         quote, source = await self._actual(job, data)
-        estimated = self.estimate(data)
+        cost = quote.cost_micros
+        if cost > reserved:
+            # Never more than the reservation, or spent could pass the limit: prices are configuration, and the
+            # replica settling may price differently from the one that reserved (a rolling deploy).
+            log.warning("budget_settle_capped", request_id=job.request_id, cost_micros=cost, reserved_micros=reserved)
+            cost = reserved
         charge = Charge(
             request_id=job.request_id,
             endpoint_id=job.endpoint_id,
@@ -99,9 +105,9 @@ class BudgetLedger:
             height=quote.height,
             frames=quote.frames,
             tokens=quote.tokens,
-            cost_micros=quote.cost_micros,
-            cost_usd=quote.cost_usd,
-            estimate_micros=estimated.cost_micros,
+            cost_micros=cost,
+            cost_usd=usd(cost),
+            estimate_micros=reserved,
             size_source=source,
             settled_at=iso(self._clock()),
         )
@@ -117,22 +123,23 @@ class BudgetLedger:
             ],
             args=[
                 job.request_id,
-                quote.cost_micros,
+                cost,
                 json.dumps(asdict(charge)),
                 int(self._clock() * 1000),
                 breakdown_field(job.endpoint_id, data.resolution.value, audio=data.generate_audio),
                 self._retention,
                 period,
+                self._kept_until_ms(period),
             ],
         )
         if int(charged) == 1:
-            self._metrics.charges_micros.labels(tenant=tid, endpoint=job.endpoint_id).inc(quote.cost_micros)
+            self._metrics.charges_micros.labels(tenant=tid, endpoint=job.endpoint_id).inc(cost)
             log.info(
                 "budget_settled",
                 tenant_id=tid,
                 request_id=job.request_id,
-                cost_micros=quote.cost_micros,
-                estimate_micros=estimated.cost_micros,
+                cost_micros=cost,
+                estimate_micros=reserved,
                 size_source=source,
             )
         return int(charged) == 1
@@ -144,7 +151,7 @@ class BudgetLedger:
         released = int(
             await self._release(
                 keys=[keys.budget(tenant_id, period), keys.reservations(tenant_id), keys.reservation_expiry(tenant_id)],
-                args=[request_id, period],
+                args=[request_id, period, self._retention, self._kept_until_ms(period)],
             )
         )
         if released:
@@ -177,8 +184,24 @@ class BudgetLedger:
         return resolved
 
     async def _reservation_period(self, tenant_id: str, request_id: str) -> str | None:
+        reservation = await self._reservation(tenant_id, request_id)
+        return None if reservation is None else reservation[1]
+
+    async def _reservation(self, tenant_id: str, request_id: str) -> tuple[int, str] | None:
+        """An open reservation's amount and period id (``<micros>:<period>``, as admit.lua writes it)."""
         raw = await self._redis.hget(keys.reservations(tenant_id), request_id)
-        return str(raw).split(":", 1)[1] if raw else None
+        if not raw:
+            return None
+        amount, _, period = str(raw).partition(":")
+        return int(amount), period
+
+    def _kept_until_ms(self, period: str) -> int:
+        """Until when a period's totals are kept: its end plus the retention (settle.lua never keeps them for less
+        than the retention from now); 0 for ``total`` (a lifetime budget is never forgotten) or a retention of 0."""
+        end = period_end(period)
+        if end is None or self._retention <= 0:
+            return 0
+        return int((end.timestamp() + self._retention) * 1000)
 
     async def _actual(self, job: Job, data: TextToVideoInput) -> tuple[Quote, str]:
         """The settlement quote and where its size came from: the MP4 header, the size table, or the estimate."""

@@ -62,6 +62,23 @@ def period_window(period: BudgetPeriod, now: float) -> PeriodWindow:
     return PeriodWindow("total", None, None)
 
 
+def period_end(period_id: str) -> datetime | None:
+    """When the period named by ``period_id`` (as :func:`period_window` names it) ends; None for ``total``.
+
+    Raises:
+        ValueError: ``period_id`` is not one of those names.
+    """
+    if period_id == "total":
+        return None
+    kind, first = period_id[:1], period_id[1:]
+    if kind == "m":
+        return period_window(BudgetPeriod.MONTH, datetime.strptime(first, "%Y-%m").replace(tzinfo=UTC).timestamp()).end
+    span = {"d": timedelta(days=1), "w": timedelta(days=7)}.get(kind)
+    if span is None:
+        raise ValueError(f"not a budget period id: {period_id!r}")
+    return datetime.fromisoformat(first).replace(tzinfo=UTC) + span
+
+
 def _window(period_id: str, start: date, end: date) -> PeriodWindow:
     return PeriodWindow(
         period_id,

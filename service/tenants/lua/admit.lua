@@ -42,6 +42,7 @@ local longest = redis.call("ZRANGE", KEYS[2], -1, -1, "WITHSCORES")
 redis.call("PEXPIREAT", KEYS[2], tonumber(longest[2]))
 if estimate > 0 then
   redis.call("HINCRBY", KEYS[3], "reserved", estimate)
+  redis.call("PERSIST", KEYS[3])  -- a period's totals never expire while a reservation is open in it (settle.lua)
   redis.call("HSET", KEYS[4], ARGV[2], estimate .. ":" .. ARGV[10])
   redis.call("ZADD", KEYS[5], tonumber(ARGV[9]), ARGV[2])
   reserved = reserved + estimate

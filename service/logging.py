@@ -11,6 +11,10 @@ import structlog
 
 from service.config import Settings
 
+# Tracebacks as data, without the frames' local variables: structlog shows them by default, and a frame's locals
+# hold the request's headers (a tenant key, the admin token) and whatever secret the failing code was handling.
+TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+
 
 def configure_logging(settings: Settings) -> None:
     json_output = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
@@ -21,7 +25,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: list[structlog.typing.Processor] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(serializer=_json)]
+        [TRACEBACKS, structlog.processors.JSONRenderer(serializer=_json)]
         if json_output
         # Plain tracebacks: rich's highlighted ones cost milliseconds each, which a loop surviving an outage feels.
         else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]

@@ -105,6 +105,7 @@ class FalClient:
         self._submit_timeout, self._connect_retries = submit_timeout, submit_connect_retries
         self._clock, self._sleep, self._rand = clock, sleep, rand
         self._backoff = cb.Backoff()
+        self._prefix = str(http.base_url).rstrip("/")  # absolute URLs: httpx re-parses a relative one twice
         self._default_deadline = sum(filter(None, (http.timeout.connect, http.timeout.read, http.timeout.write)))
         # A retry is made only if its wait ends within the read timeout of the call's start (``Backoff.wait``).
         self._retry_budget = http.timeout.read or self._default_deadline
@@ -219,8 +220,10 @@ class FalClient:
         started, outcome = time.perf_counter(), "error"
         try:
             request_timeout = httpx.USE_CLIENT_DEFAULT if deadline is None else self._with_read(deadline)
+            query = f"?{httpx.QueryParams(params)}" if (params := kwargs.pop("params", None)) else ""
+            url = httpx.URL(f"{self._prefix}{path}{query}")  # every path starts with "/"
             async with asyncio.timeout(deadline or self._default_deadline):
-                response = await self._http.request(method, path, timeout=request_timeout, **kwargs)
+                response = await self._http.request(method, url, timeout=request_timeout, **kwargs)
             outcome = str(response.status_code)
         except httpx.ConnectError as exc:
             raise RequestNotSent(f"Cannot connect to fal: {type(exc).__name__}", status_code=503) from None

@@ -9,6 +9,7 @@ Failed authentications are counted per source address; past the limit the source
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from service.tenants.store import TenantStore
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 FAILURE_WINDOW_SECONDS = 60
+IPV6_FAILURE_PREFIX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +179,8 @@ class Authenticator:
         if limit <= 0:
             return
         window = int(self._clock()) // FAILURE_WINDOW_SECONDS
-        count = int(
-            await self._count_failure(keys=[keys.auth_failures(source, window)], args=[FAILURE_WINDOW_SECONDS * 1000])
-        )
+        counted = keys.auth_failures(failure_source(source), window)
+        count = int(await self._count_failure(keys=[counted], args=[FAILURE_WINDOW_SECONDS * 1000]))
         if count > limit:
             log.warning("auth_failures_limited", source=source, failures=count)
             retry = (window + 1) * FAILURE_WINDOW_SECONDS - self._clock()
@@ -209,6 +210,20 @@ class Authenticator:
     def _clear(self) -> None:
         self._keys.clear()
         self._tenant_cache.clear()
+
+
+def failure_source(address: str) -> str:
+    """Whose failures an address counts as: an IPv4 address itself, an IPv6 address its /64 (one subscriber's
+    usual allocation: counting single IPv6 addresses would give each client 2**64 budgets of guesses)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_FAILURE_PREFIX), strict=False))
+    return address
 
 
 async def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -113,6 +113,9 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
     ledger = _ledger(settings, clients, metrics, clock)
     budgets = BudgetReader(r, metrics=metrics, clock=clock)
     result_cache = ResultCache(r)
+    tenants.forget_with(deliveries.forget_tenant)  # a tenant created again under a deleted one's id starts afresh
+    tenants.forget_with(result_cache.forget_tenant)
+    tenants.forget_with(ledger.forget_tenant)
     cache = CacheService(
         result_cache,
         hasher=_hasher(settings, clients.images),

@@ -183,6 +183,21 @@ class BudgetLedger:
                 ).inc()
         return resolved
 
+    async def forget_tenant(self, tenant_id: str) -> int:
+        """A deleted tenant's money state goes with it, so that a tenant created again under its id starts from
+        zero: its open reservations (a job of it still running is then settled nowhere, and logged), and every
+        period's totals, charges, breakdown and alerts. Returns how many reservations were open."""
+        open_ = cast("dict[str, str]", await self._redis.hgetall(keys.reservations(tenant_id)))
+        if open_:
+            held = sum(int(value.partition(":")[0]) for value in open_.values())
+            log.warning("budget_reservations_forgotten", tenant_id=tenant_id, count=len(open_), reserved_micros=held)
+        prefix = keys.tenant(tenant_id)  # tenant ids are [a-z0-9_-]: nothing in them is special to SCAN
+        doomed = [keys.reservations(tenant_id), keys.reservation_expiry(tenant_id)]
+        for kind in ("budget", "charges", "breakdown", "alerts"):  # charges:<period>:idx too
+            doomed += [key async for key in self._redis.scan_iter(match=f"{prefix}:{kind}:*", count=500)]
+        await self._redis.delete(*doomed)  # one slot: every key of a tenant carries its hash tag
+        return len(open_)
+
     async def _reservation_period(self, tenant_id: str, request_id: str) -> str | None:
         reservation = await self._reservation(tenant_id, request_id)
         return None if reservation is None else reservation[1]

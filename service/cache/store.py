@@ -14,6 +14,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from service import keys
+from service.domain.cachekeys import scope_of
 from service.redis_client import load_script
 
 
@@ -88,6 +89,10 @@ class ResultCache:
 
     async def purge(self, cache_key: str) -> bool:
         return bool(await self._redis.delete(keys.cache_entry(cache_key)))
+
+    async def forget_tenant(self, tenant_id: str) -> int:
+        """Purge a deleted tenant's own scopes, real and sandbox: a fill still in flight for it is refused too."""
+        return sum([await self.purge_scope(scope_of(tenant_id, None, sandbox=s)) for s in (False, True)])
 
     async def purge_scope(self, scope: str) -> int:
         """Make every entry of the scope unreachable at once, then delete them. Returns how many existed."""

@@ -3,7 +3,8 @@
 Per tenant, for ``IDEMPOTENCY_TTL_SECONDS``: the first request with a key owns it (``lua/idempotency_claim.lua``);
 the same key with the same request (endpoint, mode, every input field with its defaults, webhook) is answered with
 the first request's id and job, without a second submit or charge, also when both arrive at once on two replicas;
-the same key with a different request is a 422. A request refused before it became a job gives its key back.
+the same key with a different request is a 422. A request refused before it became a job gives its key back. A key
+is the tenant's own: a tenant created again under a deleted one's id never replays the old tenant's requests.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class IdempotencyKeys:
         answer = cast(
             "list[str]",
             await self._claim(
-                keys=[_key(job.tenant_id, key)], args=[fingerprint(job), job.request_id, IDEMPOTENCY_TTL_SECONDS]
+                keys=[_key(job.tenant_id, key)],
+                args=[fingerprint(job), job.request_id, IDEMPOTENCY_TTL_SECONDS, job.tenant_uid or ""],
             ),
         )
         if answer[0] == "new":

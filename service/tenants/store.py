@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -32,6 +32,12 @@ class TenantStore:
         self._bus = bus
         self._clock = clock
         self._rotate = load_script(redis, "service.tenants", "rotate.lua")
+        self._forgetters: list[Callable[[str], Awaitable[object]]] = []
+
+    def forget_with(self, forget: Callable[[str], Awaitable[object]]) -> None:
+        """Run ``forget(tenant_id)`` when a tenant is deleted: what a feature keeps under the tenant's id that would
+        answer a new tenant created under the same id (its cache, its delivery list) goes with it."""
+        self._forgetters.append(forget)
 
     def now(self) -> float:
         return self._clock()
@@ -100,8 +106,9 @@ class TenantStore:
         return updated
 
     async def delete_tenant(self, tenant_id: str) -> list[str]:
-        """Delete the tenant and all its keys (they stop working at once). Its request history is kept until it
-        expires on its own. Returns the deleted key ids."""
+        """Delete the tenant and all its keys (they stop working at once), and what the features registered with
+        :meth:`forget_with` keep for it. Its request history stays for the operator until it expires on its own
+        (a new tenant under the same id has another uid and never sees it). Returns the deleted key ids."""
         await self.require_tenant(tenant_id)
         key_ids = sorted(cast("set[str]", await self._redis.smembers(keys.tenant_keys(tenant_id))))
         await self._redis.delete(keys.tenant(tenant_id), keys.tenant_keys(tenant_id), keys.webhook_secrets(tenant_id))
@@ -109,6 +116,8 @@ class TenantStore:
             await self._redis.delete(*[keys.api_key(k) for k in key_ids])
         await self._redis.srem(keys.tenant_index(), tenant_id)
         await self._invalidate(f"tenant:{tenant_id}", *[f"key:{k}" for k in key_ids])
+        for forget in self._forgetters:
+            await forget(tenant_id)
         return key_ids
 
     # Keys

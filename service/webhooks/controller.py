@@ -61,14 +61,14 @@ class TenantWebhookController(Controller):
         before: Before = None,
     ) -> DeliveryPage:
         """The calling tenant's webhook deliveries, newest first."""
-        return await _page(deliveries, principal.tenant_id, request_id, delivery_state, limit, before)
+        return await _page(deliveries, principal.tenant_id, request_id, delivery_state, limit, before, principal)
 
     @get("/webhooks/deliveries/{delivery:str}")
     async def own_delivery(
         self, delivery: FromPath[str], principal: NamedDependency[Principal], deliveries: NamedDependency[DeliveryStore]
     ) -> DeliveryDetail:
         found = await deliveries.get(delivery, with_history=True)
-        if found is None or found.tenant_id != principal.tenant_id:
+        if found is None or not _owned(found, principal):
             raise NotFound("Delivery not found", error_type="delivery_not_found")
         return DeliveryDetail.detail(found)
 
@@ -164,6 +164,11 @@ class WebhookAdminController(Controller):
         return _secret_out(secret, webhook_secrets, settings)
 
 
+def _owned(delivery: Delivery, principal: Principal) -> bool:
+    """The caller's delivery: its tenant's, and not one of a deleted tenant of the same id (another uid)."""
+    return delivery.tenant_id == principal.tenant_id and delivery.tenant_uid in {None, principal.tenant.uid}
+
+
 async def _page(
     deliveries: DeliveryStore,
     tenant_id: str | None,
@@ -171,18 +176,23 @@ async def _page(
     state: DeliveryState | None,
     limit: int,
     before: str | None,
+    owner: Principal | None = None,
 ) -> DeliveryPage:
+    """A page of deliveries: all (the operator's), or one tenant's, and only ``owner``'s own when a tenant asks."""
     if limit < 1:
         raise InvalidRequest([{"type": "greater_than", "loc": ["query", "limit"], "msg": "limit must be at least 1"}])
     after = before_cursor(before)
+
+    def shown(found: Delivery) -> bool:
+        return (state is None or found.state is state) and (owner is None or _owned(found, owner))
+
     if request_id is not None:  # one delivery per request: look it up directly
         found = await deliveries.get(delivery_id(request_id))
         matches = found is not None and (tenant_id is None or found.tenant_id == tenant_id)
-        chosen = [found] if found is not None and matches and (state is None or found.state is state) else []
+        chosen = [found] if found is not None and matches and shown(found) else []
         return DeliveryPage(deliveries=[DeliveryOut.of(d) for d in chosen], next=None)
     page, cursor = await deliveries.page(tenant_id=tenant_id, limit=limit, before=after)
-    chosen = [d for d in page if state is None or d.state is state]
-    return DeliveryPage(deliveries=[DeliveryOut.of(d) for d in chosen], next=cursor)
+    return DeliveryPage(deliveries=[DeliveryOut.of(d) for d in page if shown(d)], next=cursor)
 
 
 async def _require(deliveries: DeliveryStore, delivery: str, *, with_history: bool = False) -> Delivery:

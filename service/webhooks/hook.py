@@ -35,6 +35,7 @@ class WebhookHook:
                 "body": encode_payload(fal_payload(job)).decode(),
                 "created_at": job.completed_at or self._clock(),
                 "sandbox": job.sandbox,
+                "tenant_uid": job.tenant_uid,
             }
         )
 
@@ -50,5 +51,6 @@ class WebhookHook:
                 created_at=spec["created_at"],
                 next_at=spec["created_at"],
                 sandbox=bool(spec.get("sandbox", False)),
+                tenant_uid=spec.get("tenant_uid"),
             )
         )

@@ -41,6 +41,7 @@ class Delivery:
     delivered_at: float | None = None
     replays: int = 0
     sandbox: bool = False  # a sandbox tenant's: its attempts carry x-gateway-sandbox: true
+    tenant_uid: str | None = None  # which tenant of that id: one created again under it never sees this delivery
     history: list[Attempt] = field(default_factory=list)  # read on request only, from the attempts LIST
 
     def to_fields(self) -> dict[str, str]:
@@ -83,6 +84,10 @@ class DeliveryStore:
             await self._redis.zadd(index, {delivery.id: created_ms}, nx=True)
             await self._redis.zremrangebyscore(index, "-inf", created_ms - self._retention * 1000)
         return created
+
+    async def forget_tenant(self, tenant_id: str) -> None:
+        """Drop a deleted tenant's delivery list (the records stay in the operator's log until they expire)."""
+        await self._redis.delete(keys.tenant_webhooks(tenant_id))
 
     async def get(self, delivery_id: str, *, with_history: bool = False) -> Delivery | None:
         raw = cast("dict[str, str]", await self._redis.hgetall(keys.webhook_delivery(delivery_id)))

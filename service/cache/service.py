@@ -109,6 +109,12 @@ class CacheService:
         if job.cache_key and job.cache_role == "leader":
             await self._cache.extend_marker(job.cache_key, job.request_id, self._settings.reservation_ttl_seconds)
 
+    async def abandon(self, job: Job) -> None:
+        """A leader refused before it became a job (a limit, its budget, an open circuit): its in-flight marker goes
+        at once, so an identical retry is a request of its own, not merged into one that will never run."""
+        if job.cache_key and job.cache_role == "leader":
+            await self._cache.release(job.cache_key, job.request_id)
+
     async def finish(self, job: Job) -> None:
         """A leader (or bypass request) finished: cache a success and drop the in-flight marker. Idempotent: a
         replica that takes over repeats it harmlessly."""

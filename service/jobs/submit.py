@@ -161,8 +161,13 @@ class SubmitPipeline:
         if answered is not None:
             return answered
         fal = upstream_for(job.sandbox, self._fal, self._sandbox_fal)  # a sandbox job never reaches fal
-        fal.check_submit_allowed()  # an open circuit fails fast before admission reserves anything
-        await self._admit(principal, job)
+        try:
+            fal.check_submit_allowed()  # an open circuit fails fast before admission reserves anything
+            await self._admit(principal, job)
+        except BaseException:
+            with contextlib.suppress(RedisError):  # the refusal is the answer; a marker left expires on its own
+                await self._cache.abandon(job)
+            raise
         try:
             # One round trip, run in this order. The schedule entry comes first: if this replica dies anywhere after
             # it, the tracker finds the job. Once the record exists, the provisional slot and reservation are made to

@@ -220,12 +220,17 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamRejected(UpstreamError):
     """fal answered with an error status whose body is passed through as fal sent it."""
 
-    def __init__(self, status_code: int, payload: Any, *, error_type: str | None = None) -> None:
+    def __init__(
+        self, status_code: int, payload: Any, *, error_type: str | None = None, timeout_type: str | None = None
+    ) -> None:
         message = payload.get("detail") if isinstance(payload, dict) else None
         text = str(message) if isinstance(message, str) else f"Upstream returned {status_code}"
         super().__init__(text, status_code=status_code)
         self.payload = payload
-        self.upstream_error_type = error_type
+        self.upstream_error_type, self.timeout_type = (
+            error_type,
+            timeout_type,
+        )  # timeout_type: X-Fal-Request-Timeout-Type
 
     def body(self) -> Any:
         return self.payload
@@ -269,13 +274,8 @@ def _internal_error(_: Exception) -> GatewayError:
 
 
 def _http_error_type(status_code: int) -> str:
-    return {
-        400: "bad_request",
-        401: "unauthorized",
-        403: "forbidden",
-        405: "method_not_allowed",
-        429: "rate_limited",
-    }.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
+    known = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 405: "method_not_allowed", 429: "rate_limited"}
+    return known.get(status_code, "internal_error" if status_code >= 500 else "bad_request")
 
 
 # Each converter takes an instance of its row's class (``Any`` here: a mapping cannot tie a key's type to its value's).

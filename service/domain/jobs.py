@@ -55,6 +55,7 @@ class Job:
     error_type: str | None = None
     error_status: int | None = None
     error_body: Any = None
+    error_timeout_type: str | None = None  # fal's X-Fal-Request-Timeout-Type of the failed result ("user")
     inference_time: float | None = None
     webhook_url: str | None = None
     upstream_webhook: bool = False  # fal was asked to call the gateway's receiver when the job ends

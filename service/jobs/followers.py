@@ -14,7 +14,17 @@ from service.domain.jobs import Job
 from service.jobs.store import JobStore
 
 # The parts of a leader's outcome a follower takes over; its id, tenant, webhook and everything else stay its own.
-OUTCOME_FIELDS = ("outcome", "result", "error", "error_type", "error_status", "error_body", "inference_time", "logs")
+OUTCOME_FIELDS = (
+    "outcome",
+    "result",
+    "error",
+    "error_type",
+    "error_status",
+    "error_body",
+    "error_timeout_type",
+    "inference_time",
+    "logs",
+)
 
 
 class Followers:

@@ -33,6 +33,8 @@ def result_response(job: Job) -> ResultResponse:
     if job.outcome is Outcome.OK:
         return ResultResponse(200, job.result, {})
     headers = {"X-Fal-Error-Type": job.error_type} if job.error_type and job.error_type != "validation_error" else {}
+    if job.error_timeout_type:  # fal's start deadline ran out: its clients must not re-send it either
+        headers["X-Fal-Request-Timeout-Type"] = job.error_timeout_type
     body = job.error_body if job.error_body is not None else {"detail": job.error, "error_type": job.error_type}
     return ResultResponse(job.error_status or 500, body, headers)
 

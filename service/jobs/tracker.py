@@ -189,6 +189,7 @@ class JobTracker:
                 "error_type": error_type,
                 "error_status": result.status_code,
                 "error_body": result.body,
+                "error_timeout_type": result.timeout_type,
             }
         await self._completion.complete(job, **values)
 

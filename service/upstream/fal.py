@@ -17,6 +17,7 @@ import structlog
 
 from service import timing
 from service.domain.endpoints import Endpoint
+from service.domain.fal_headers import TIMEOUT_TYPE_HEADER as TIMEOUT_TYPE
 from service.domain.webhooks import parse_retry_after
 from service.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from service.metrics import Metrics
@@ -59,6 +60,7 @@ class UpstreamResult:
     status_code: int
     body: Any
     error_type: str | None
+    timeout_type: str | None = None  # X-Fal-Request-Timeout-Type: "user" when fal's start deadline ran out
 
     @property
     def ok(self) -> bool:
@@ -156,14 +158,13 @@ class FalClient:
         )
 
     async def result(self, endpoint: Endpoint, upstream_id: str) -> UpstreamResult:
-        """Fetch the result of a COMPLETED request. A model error (e.g. 422) is a result, not an exception; a 429 is
-        not the request's answer and is raised (transient)."""
+        """A COMPLETED request's result: a model error (e.g. 422) is a result; a 429 is raised (transient)."""
         try:
             response = await self._call("result", "GET", f"/{endpoint.app}/requests/{upstream_id}")
         except UpstreamRejected as exc:
             if exc.status_code == 429:
                 raise
-            return UpstreamResult(exc.status_code, exc.payload, exc.upstream_error_type)
+            return UpstreamResult(exc.status_code, exc.payload, exc.upstream_error_type, exc.timeout_type)
         return UpstreamResult(response.status_code, _json(response), None)
 
     async def cancel(self, endpoint: Endpoint, upstream_id: str) -> bool:
@@ -273,7 +274,7 @@ def _raise_for_status(response: httpx.Response) -> None:
         body_type = body.get("error_type")
         error_type = body_type if isinstance(body_type, str) else error_type
         if code < 500 or "detail" in body:
-            raise UpstreamRejected(code, body, error_type=error_type)
+            raise UpstreamRejected(code, body, error_type=error_type, timeout_type=response.headers.get(TIMEOUT_TYPE))
     if code >= 500:
         raise UpstreamUnavailable(f"fal returned HTTP {code}", status_code=502 if code != 503 else 503)
     raise UpstreamRejected(code, {"detail": f"fal returned HTTP {code}"}, error_type=error_type)
@@ -293,8 +294,7 @@ def _json(response: httpx.Response) -> Any:
 
 
 def is_transient(exc: UpstreamError) -> bool:
-    """Whether a failed status/result poll is worth repeating later (vs a definitive answer from fal). A call an open
-    breaker refused (``UpstreamCircuitOpen``) is: the tracker polls again on its own backoff."""
+    """Whether a failed status/result poll is worth repeating later; an open breaker's refusal is (tracker backoff)."""
     if isinstance(exc, UpstreamRejected):
         return exc.status_code in {408, 409, 429} or exc.status_code >= 500
     return True

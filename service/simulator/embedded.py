@@ -42,7 +42,8 @@ def embedded_simulator(
 ) -> EmbeddedSimulator:
     """A simulator whose media URLs start with ``public_mount_base`` (the gateway's URL of the mount); its jobs wait
     and run as long as the simulator's defaults unless ``queue_seconds`` / ``processing_seconds`` say otherwise.
-    ``network`` carries the media fetches of every other URL (default: plain httpx)."""
+    ``network`` carries the media fetches of every other URL: the gateway passes its pinned outbound guard (the
+    default, plain httpx, is for the simulator's own process)."""
     config = SimulatorConfig(media_base_url=public_mount_base)
     if queue_seconds is not None:
         config.queue_seconds = queue_seconds

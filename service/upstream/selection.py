@@ -9,7 +9,8 @@ from litestar.handlers import asgi
 from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
 from service.config import Settings
-from service.netguard import origin_of
+from service.netguard import guarded_transport, origin_of
+from service.outbound import fetch_policy
 from service.upstream.transport import PooledTransport
 
 SIMULATOR_MOUNT = "/_simulator"
@@ -33,7 +34,9 @@ def select_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | No
         return Upstream(base, transport, None, transport, trusted_origin(base), settings.upstream_rest_url.rstrip("/"))
     from service.simulator.embedded import embedded_simulator  # noqa: PLC0415 - only the simulator mode needs it
 
-    sim = embedded_simulator(public_base(settings) + SIMULATOR_MOUNT)
+    # Media of other URLs (the input images of a request) go out pinned to the addresses the guard checked.
+    network = guarded_transport(fetch_policy(settings.image_hash_allow_private and settings.media_probe_allow_private))
+    sim = embedded_simulator(public_base(settings) + SIMULATOR_MOUNT, network=network)
 
     async def simulator_mount(scope: Scope, receive: Receive, send: Send) -> None:
         await sim.app(scope, receive, send)

@@ -16,7 +16,7 @@ OUTPUT = "BytedanceSeedanceV15ProOutput"
 CACHE_HEADERS = ("x-gateway-cache", "x-gateway-cache-key")
 SUBMIT_HEADERS = (*CACHE_HEADERS, "x-gateway-cost-micros")
 TENANT_ERRORS = (401, 403, 429, 503)
-SUBMIT_ERRORS = (*TENANT_ERRORS, 402, 404, 409, 413, 422, 500, 502, 504)
+SUBMIT_ERRORS = (*TENANT_ERRORS, 400, 402, 404, 409, 413, 422, 500, 502, 504)
 FAILED = (400, 422, 499, 500, 502, 503, 504)  # what a failed request's result may answer (fal's statuses)
 STREAM = "text/event-stream"
 STATUS_EVENT: Schema = {
@@ -32,7 +32,7 @@ FORWARDED_HEADERS: tuple[tuple[str, Schema, str], ...] = (
     (
         "X-Fal-Request-Timeout",
         {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
-        "Seconds the request may wait to start at fal (passed on to fal).",
+        "Seconds the request may wait to start at fal, above 0.1 (else 400 bad_request); passed on to fal.",
     ),
     ("X-Fal-Queue-Priority", {"type": "string", "enum": ["normal", "low"]}, "fal's queue priority (passed on)."),
     ("X-Fal-Runner-Hint", {"type": "string"}, "A runner hint (passed on to fal)."),

@@ -65,7 +65,13 @@ ERROR_HEADERS = ("X-Fal-Error-Type",)
 
 # Each status the gateway answers with an error: the body's schema and what it means on any route.
 ERRORS: dict[int, tuple[str | list[str], str]] = {
-    400: ("RequestError", "Bad request: `bad_request`, or `request_in_progress` for a result fetched too early."),
+    400: (
+        "RequestError",
+        (
+            "Bad request: `bad_request` (e.g. an invalid X-Fal-Request-Timeout), or `request_in_progress` for a "
+            "result fetched too early."
+        ),
+    ),
     401: ("RequestError", "`unauthorized`: a missing, malformed, unknown, revoked or expired key or token."),
     402: ("BudgetExceededError", "`budget_exceeded`: the request's estimate does not fit the tenant's budget."),
     403: (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from service.config import Settings
 from service.simulator.app import SimulatorState
 from tests.support.gateway import Gateway, fast_settings, fast_simulator, running_gateway
+from tests.support.receiver import Receiver
 
 
 @pytest.fixture
@@ -26,3 +27,11 @@ def settings(redis_url: str) -> Settings:
 async def gateway(redis_client: Redis, sim: SimulatorState, settings: Settings) -> AsyncIterator[Gateway]:
     async with running_gateway(redis_client, sim, settings) as gateway:
         yield gateway
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a loopback port, stopped after the test."""
+    started = Receiver().start()
+    yield started
+    started.stop()

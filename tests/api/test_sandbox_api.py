@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -42,13 +42,6 @@ class Recording(httpx.AsyncBaseTransport):
 @pytest.fixture
 def real_upstream(sim: SimulatorState) -> Recording:
     return Recording(simulator_transport(sim))
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
 
 
 async def _resolve(host: str) -> Sequence[str]:

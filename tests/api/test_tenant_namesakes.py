@@ -4,7 +4,7 @@ budget from zero (docs: README "Tenants")."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -89,13 +89,6 @@ HOSTS = {"receiver.test": ["127.0.0.1"]}
 
 async def _resolve(host: str) -> Sequence[str]:
     return HOSTS.get(host, [])
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ def build_deps(  # noqa: PLR0913 - the container's inputs, all explicit
     budgets = BudgetReader(r, metrics=metrics, clock=clock)
     result_cache = ResultCache(r)
     tenants.forget_with(deliveries.forget_tenant)  # a tenant created again under a deleted one's id starts afresh
-    tenants.forget_with(result_cache.forget_tenant)
+    tenants.forget_with(result_cache.purge_tenant)
     tenants.forget_with(ledger.forget_tenant)
     cache = CacheService(
         result_cache,

@@ -227,10 +227,8 @@ class UpstreamRejected(UpstreamError):
         text = str(message) if isinstance(message, str) else f"Upstream returned {status_code}"
         super().__init__(text, status_code=status_code)
         self.payload = payload
-        self.upstream_error_type, self.timeout_type = (
-            error_type,
-            timeout_type,
-        )  # timeout_type: X-Fal-Request-Timeout-Type
+        self.upstream_error_type = error_type
+        self.timeout_type = timeout_type  # fal's X-Fal-Request-Timeout-Type
 
     def body(self) -> Any:
         return self.payload

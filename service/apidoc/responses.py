@@ -122,7 +122,7 @@ ERRORS: dict[int, tuple[str | list[str], str]] = {
 # Failed requests: the result (and /run) answers the status and body the request failed with (fal's two shapes).
 FAILED_REQUEST = ["HTTPValidationError", "RequestError"]
 RETRY_AFTER = frozenset({429, 503})
-NOT_RETRIED = frozenset({504})
+TIMEOUT_TYPED = frozenset({504})  # may carry X-Fal-Request-Timeout-Type
 
 
 def header_components() -> dict[str, Schema]:
@@ -151,7 +151,7 @@ def errors(statuses: Iterable[int], *, failed: Iterable[int] = ()) -> dict[str, 
         extra = [] if status == 422 else list(ERROR_HEADERS)
         if status in RETRY_AFTER:
             extra.append("Retry-After")
-        if status in NOT_RETRIED:
+        if status in TIMEOUT_TYPED:
             extra.append("X-Fal-Request-Timeout-Type")
         out[str(status)] = json_response(description, schema, *extra)
     return out

@@ -38,7 +38,7 @@ class CacheAdminController(Controller):
         """Purge the tenant's own entries, real and sandbox (entries shared in a namespace are purged through the
         namespace)."""
         await tenants.require_tenant(tenant_id)
-        removed = sum([await result_cache.purge_scope(scope_of(tenant_id, None, sandbox=s)) for s in (False, True)])
+        removed = await result_cache.purge_tenant(tenant_id)
         await audit.record(_actor(request, settings), "cache.purge_tenant", tenant_id, {"removed": removed})
         return {"tenant_id": tenant_id, "removed": removed}
 

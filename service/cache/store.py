@@ -90,8 +90,9 @@ class ResultCache:
     async def purge(self, cache_key: str) -> bool:
         return bool(await self._redis.delete(keys.cache_entry(cache_key)))
 
-    async def forget_tenant(self, tenant_id: str) -> int:
-        """Purge a deleted tenant's own scopes, real and sandbox: a fill still in flight for it is refused too."""
+    async def purge_tenant(self, tenant_id: str) -> int:
+        """Purge a tenant's own scopes, real and sandbox (entries shared in a namespace are purged through the
+        namespace); a fill still in flight is refused too. Returns how many entries existed."""
         return sum([await self.purge_scope(scope_of(tenant_id, None, sandbox=s)) for s in (False, True)])
 
     async def purge_scope(self, scope: str) -> int:

@@ -70,13 +70,16 @@ def period_end(period_id: str) -> datetime | None:
     """
     if period_id == "total":
         return None
-    kind, first = period_id[:1], period_id[1:]
-    if kind == "m":
-        return period_window(BudgetPeriod.MONTH, datetime.strptime(first, "%Y-%m").replace(tzinfo=UTC).timestamp()).end
-    span = {"d": timedelta(days=1), "w": timedelta(days=7)}.get(kind)
-    if span is None:
+    kinds = {
+        "d": (BudgetPeriod.DAY, "%Y-%m-%d"),
+        "w": (BudgetPeriod.WEEK, "%Y-%m-%d"),
+        "m": (BudgetPeriod.MONTH, "%Y-%m"),
+    }
+    if period_id[:1] not in kinds:
         raise ValueError(f"not a budget period id: {period_id!r}")
-    return datetime.fromisoformat(first).replace(tzinfo=UTC) + span
+    period, layout = kinds[period_id[:1]]
+    start = datetime.strptime(period_id[1:], layout).replace(tzinfo=UTC)
+    return period_window(period, start.timestamp()).end
 
 
 def _window(period_id: str, start: date, end: date) -> PeriodWindow:

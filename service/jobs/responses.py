@@ -7,13 +7,14 @@ from typing import Any
 
 from litestar import Response
 
+from service.domain.fal_headers import TIMEOUT_TYPE_HEADER
 from service.domain.jobs import Job, Outcome
 from service.errors import BadRequest
 
 _CACHE_HEADER = {"hit": "hit", "follower": "merged", "leader": "miss", "bypass": "bypass"}
 # On a 504 whose re-send would start a second, separately paid job (a submit fal may have accepted, a /run still
 # running): both official clients never re-send a 504 with a timeout type (docs/protocol.md §6.5).
-NOT_RETRIED = {"X-Fal-Request-Timeout-Type": "user"}
+NOT_RETRIED = {TIMEOUT_TYPE_HEADER: "user"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ def result_response(job: Job) -> ResultResponse:
         return ResultResponse(200, job.result, {})
     headers = {"X-Fal-Error-Type": job.error_type} if job.error_type and job.error_type != "validation_error" else {}
     if job.error_timeout_type:  # fal's start deadline ran out: its clients must not re-send it either
-        headers["X-Fal-Request-Timeout-Type"] = job.error_timeout_type
+        headers[TIMEOUT_TYPE_HEADER] = job.error_timeout_type
     body = job.error_body if job.error_body is not None else {"detail": job.error, "error_type": job.error_type}
     return ResultResponse(job.error_status or 500, body, headers)
 
